@@ -1,0 +1,2 @@
+//! One module per tracepoint.
+pub mod tcp_receive_reset;

@@ -1,0 +1,53 @@
+//! The analyzer library's error type: one enum, structured fields, sources kept.
+use std::path::PathBuf;
+
+/// Everything the analyzer library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("tracefs is not mounted and mounting it at {path} failed")]
+    TracefsMount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: malformed tracepoint format line: {reason}")]
+    FormatSyntax {
+        path: PathBuf,
+        line: usize,
+        reason: &'static str,
+    },
+    #[error("tracepoint {tracepoint}: field `{field}` {problem}")]
+    FormatField {
+        tracepoint: String,
+        field: &'static str,
+        problem: String,
+    },
+    #[error("loading the eBPF object")]
+    Load(#[source] aya::EbpfError),
+    #[error("{what}")]
+    Program {
+        what: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("{what}")]
+    Map {
+        what: String,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("the eBPF object has no {kind} named `{name}`")]
+    MissingObject { kind: &'static str, name: String },
+    #[error("{what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,13 @@
+//! The analyzer: loads faultline's kernel programs, decodes the TCP evidence they record,
+//! and (as the project grows) joins it with loadgen's events into root-cause reports.
+//!
+//! Public surface: [`probe`] (load, attach, drain), [`event`] (decoded kernel events),
+//! [`check`] (host readiness), [`tracefs`] (tracepoint formats), [`Error`].
+
+pub mod check;
+mod error;
+pub mod event;
+pub mod probe;
+pub mod tracefs;
+
+pub use error::Error;

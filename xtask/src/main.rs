@@ -1,0 +1,95 @@
+//! `cargo xtask`: the project's developer tasks. Every task works as root or through sudo
+//! and says what it runs.
+//!
+//! Exit codes: 0 success, 1 a step failed (named in the error), 2 bad usage.
+mod demo;
+mod ebpf;
+mod setup;
+mod sh;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "faultline developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks (nightly rust-src, llvm-22-dev, bpf-linker, test
+    /// tools); skips what is already there.
+    Setup,
+    /// Build the kernel programs (analyzer-ebpf) for bpfel-unknown-none.
+    BuildEbpf {
+        /// Build the release profile (what `cargo build --release` of the analyzer embeds).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Everything CI runs: setup, build-ebpf, fmt, clippy -D warnings, all tests
+    /// (privileged ones included: run as root).
+    Test,
+    /// Start the fault-injecting testbed on loopback, drive traffic at each fault with the
+    /// analyzer attached, and print what was seen.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf { release } => ebpf::build(release),
+        Task::Test => test(),
+        Task::Demo => demo::run(),
+    }
+}
+
+/// The test pipeline. Order matters: the analyzer embeds the kernel object, so
+/// build-ebpf comes before anything that compiles the workspace.
+fn test() -> Result<()> {
+    setup::run()?;
+    ebpf::build(false)?;
+    let root = sh::workspace_root();
+    sh::run(
+        sh::cargo()
+            .args(["fmt", "--all", "--", "--check"])
+            .current_dir(&root),
+    )?;
+    sh::run(
+        ebpf::nightly_cargo()
+            .args(["fmt", "--", "--check"])
+            .current_dir(root.join("analyzer-ebpf")),
+    )?;
+    sh::run(
+        sh::cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(&root),
+    )?;
+    ebpf::clippy()?;
+    sh::run(
+        sh::cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .current_dir(&root),
+    )?;
+    Ok(())
+}
