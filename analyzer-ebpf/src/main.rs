@@ -5,11 +5,11 @@
 
 mod probes;
 
+use analyzer_common::{STAT_SLOTS, StatSlot};
 use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use analyzer_common::{STAT_SLOTS, StatSlot};
 
 /// Every event goes through this ring buffer (4 MiB: ~58k reset events of 72 bytes
 /// before the consumer must drain).

@@ -1,13 +1,12 @@
 //! `tcp:tcp_receive_reset`: this host received an RST on one of its sockets (the peer,
 //! or something on the path, reset the connection; or our SYN was answered by an RST).
+use analyzer_common::{
+    AF_INET, EventInfo, EventKind, FIELD_ABSENT, ReceiveResetOffsets, ResetEvent, StatSlot, Tuple,
+};
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
-};
-use analyzer_common::{
-    AF_INET, EventInfo, EventKind, FIELD_ABSENT, ReceiveResetOffsets, ResetEvent, StatSlot,
-    Tuple,
 };
 
 use crate::{EVENTS, count};
