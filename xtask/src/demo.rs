@@ -1,12 +1,11 @@
 //! `cargo xtask demo`: the main job on an embedded default. Starts the fault-injecting
-//! testbed on loopback and the analyzer beside it, sends one request at each fault with
-//! curl (a foreign client: the analyzer must see TCP evidence without its help), then
-//! joins what curl said with what the kernel saw, per connection, into a report.
+//! testbed on loopback and the analyzer beside it, runs loadgen at each fault, then joins
+//! loadgen's failed requests with the kernel's RST events by socket cookie, per fault.
 //!
-//! loadgen replaces curl here once it lands (issue 3); the analyzer's ranked report
-//! replaces the table (issue 4).
+//! The analyzer's ranked root-cause report replaces the join table once it lands
+//! (issue 4).
 use std::{
-    collections::BTreeMap,
+    collections::HashMap,
     fs,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -19,34 +18,40 @@ use anyhow::{Context, Result, bail};
 
 use crate::{ebpf, setup, sh};
 
-/// The faults the demo drives, with the curl protocol flag that shows each best.
-const FAULTS: &[(&str, &str)] = &[
-    ("ok", "--http2"),
-    ("status:503", "--http1.1"),
-    ("wrong-cert", "--http2"),
-    ("untrusted-cert", "--http2"),
-    ("expired-cert", "--http2"),
-    ("goaway:enhance_your_calm", "--http2"),
-    ("rst-stream:refused_stream", "--http2"),
-    ("rst", "--http1.1"),
-    ("rst-mid-response", "--http1.1"),
-    ("fin-mid-response", "--http1.1"),
-    ("stall", "--http1.1"),
-    ("backlog-full", "--http1.1"),
-    ("refused", "--http1.1"),
+/// The faults the demo drives, each with the loadgen flags that show it best.
+const FAULTS: &[(&str, &[&str])] = &[
+    ("ok", &["--http2"]),
+    ("status:503", &["--http1"]),
+    ("wrong-cert", &["--http2"]),
+    ("untrusted-cert", &["--http2"]),
+    ("expired-cert", &["--http2"]),
+    (
+        "goaway:enhance_your_calm:after=2",
+        &["--http2", "--users", "8", "--connections", "1"],
+    ),
+    (
+        "goaway-on-concurrency:2",
+        &["--http2", "--users", "5", "--connections", "1"],
+    ),
+    (
+        "rst-stream:refused_stream:after=1",
+        &["--http2", "--connections", "1"],
+    ),
+    ("rst:after=1", &["--http1", "--connections", "1"]),
+    ("rst-mid-response", &["--http1"]),
+    ("fin-mid-response", &["--http1"]),
+    (
+        "close-idle:100ms",
+        &["--http1", "--connections", "1", "--rate", "4"],
+    ),
+    ("stall", &["--http1", "--timeout", "500ms"]),
+    ("backlog-full", &["--http1", "--connect-timeout", "500ms"]),
+    ("refused", &["--http1"]),
 ];
 
-/// A client's per-request deadline: bounds `stall` and `backlog-full`.
-const CURL_MAX_TIME_S: &str = "2";
-
-struct Row {
-    fault: &'static str,
-    port: u16,
-    curl_exit: i32,
-    curl_says: String,
-    http_code: String,
-    local_port: Option<u16>,
-}
+/// Load per fault: enough requests to rank, short enough for a demo.
+const RATE: &str = "20";
+const DURATION: &str = "1s";
 
 pub fn run() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -65,6 +70,8 @@ pub fn run() -> Result<()> {
                 "analyzer",
                 "--bin",
                 "testbed",
+                "--bin",
+                "loadgen",
             ])
             .current_dir(&root),
     )?;
@@ -90,7 +97,7 @@ pub fn run() -> Result<()> {
 
     let mut analyzer = Guard(
         Command::new(bin.join("analyzer"))
-            .args(["attach", "--duration", "5m", "--raw-events"])
+            .args(["attach", "--duration", "10m", "--raw-events"])
             .arg(&kernel_path)
             .stderr(Stdio::piped())
             .spawn()
@@ -106,10 +113,10 @@ pub fn run() -> Result<()> {
         .as_str()
         .context("manifest: ca_pem_path")?
         .to_owned();
-    let mut rows = Vec::new();
-    for (fault, proto) in FAULTS {
+    let mut runs = Vec::new();
+    for (fault, flags) in FAULTS {
         let port = listener_port(&manifest, fault)?;
-        rows.push(curl(fault, proto, port, &name, &ca)?);
+        runs.push(loadgen(&bin, &out, fault, flags, port, &name, &ca)?);
     }
 
     // SIGTERM: the analyzer drains its ring buffer and flushes the event file.
@@ -124,8 +131,8 @@ pub fn run() -> Result<()> {
     }
     drop(testbed);
 
-    let resets = resets_by_port(&kernel_path)?;
-    print_report(&rows, &resets, &summary, &out);
+    let resets = reset_cookies(&kernel_path)?;
+    print_report(&runs, &resets, &summary, &out)?;
     Ok(())
 }
 
@@ -186,115 +193,143 @@ fn listener_port(manifest: &serde_json::Value, fault: &str) -> Result<u16> {
         .context("manifest: listeners")?;
     let l = listeners
         .iter()
-        .find(|l| l["spec"] == fault)
+        // The testbed prints specs in canonical form (defaults spelled out), so
+        // `goaway-on-concurrency:2` is listed as `goaway-on-concurrency:2:hold=50ms`.
+        .find(|l| {
+            l["spec"]
+                .as_str()
+                .is_some_and(|s| s == fault || s.starts_with(&format!("{fault}:")))
+        })
         .with_context(|| format!("manifest has no listener for {fault}"))?;
     let addr: std::net::SocketAddr = l["addr"].as_str().context("addr")?.parse()?;
     Ok(addr.port())
 }
 
-fn curl(fault: &'static str, proto: &str, port: u16, name: &str, ca: &str) -> Result<Row> {
-    let url = format!("https://{name}:{port}/");
-    let o = sh::output(
-        Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                CURL_MAX_TIME_S,
-                proto,
-            ])
-            .args(["--cacert", ca, "--resolve"])
-            .arg(format!("{name}:{port}:127.0.0.1"))
-            .args(["-w", "%{http_code} %{local_port}"])
-            .arg(&url),
-    )?;
-    let w = String::from_utf8_lossy(&o.stdout).into_owned();
-    let mut it = w.split_whitespace();
-    let http_code = it.next().unwrap_or("000").to_owned();
-    let local_port = it.next().and_then(|p| p.parse().ok()).filter(|&p| p != 0);
-    let curl_says = String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .trim_start_matches("curl: ")
-        .to_owned();
-    Ok(Row {
-        fault,
-        port,
-        curl_exit: o.status.code().unwrap_or(-1),
-        curl_says,
-        http_code,
-        local_port,
-    })
+/// One loadgen run at one fault.
+struct FaultRun {
+    fault: &'static str,
+    events: PathBuf,
 }
 
-/// RSTs received by this host, keyed by the remote (testbed) port, each with the local
-/// port and socket cookie of the connection that got it.
-fn resets_by_port(path: &PathBuf) -> Result<BTreeMap<u16, Vec<(u16, u64)>>> {
+fn loadgen(
+    bin: &Path,
+    out: &Path,
+    fault: &'static str,
+    flags: &[&str],
+    port: u16,
+    name: &str,
+    ca: &str,
+) -> Result<FaultRun> {
+    let stem: String = fault
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let events = out.join(format!("{stem}.events.ndjson"));
+    let mut cmd = Command::new(bin.join("loadgen"));
+    cmd.args(["attack", &format!("https://{name}:{port}/"), "--resolve"])
+        .arg(format!("{name}:{port}:127.0.0.1"))
+        .args([
+            "--cacert",
+            ca,
+            "--quiet",
+            "--name",
+            fault,
+            "--duration",
+            DURATION,
+        ])
+        .arg("--events")
+        .arg(&events)
+        .arg("--output")
+        .arg(out.join(format!("{stem}.summary.json")));
+    // A fault's own load model (users, or its own rate) wins over the default rate.
+    if !flags.iter().any(|f| *f == "--users" || *f == "--rate") {
+        cmd.args(["--rate", RATE]);
+    }
+    cmd.args(flags);
+    let o = sh::output(cmd.stdout(Stdio::null()))?;
+    // Exit 0 or 3 (thresholds) are runs; anything else is a broken demo.
+    if !matches!(o.status.code(), Some(0 | 3)) {
+        bail!(
+            "loadgen at {fault} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(FaultRun { fault, events })
+}
+
+/// Socket cookies of the RSTs the kernel saw.
+fn reset_cookies(path: &Path) -> Result<HashMap<u64, String>> {
     let text = fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let mut map: BTreeMap<u16, Vec<(u16, u64)>> = BTreeMap::new();
+    let mut map = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        if v["event"] != "receive_reset" {
-            continue;
-        }
-        let port = |k: &str| -> Option<u16> {
-            v[k].as_str()?
-                .parse::<std::net::SocketAddr>()
-                .ok()
-                .map(|a| a.port())
-        };
-        if let (Some(remote), Some(local)) = (port("remote"), port("local")) {
-            let cookie = v["sock_cookie"].as_u64().unwrap_or(0);
-            map.entry(remote).or_default().push((local, cookie));
+        if v["event"] == "receive_reset"
+            && let Some(c) = v["sock_cookie"].as_u64()
+        {
+            map.insert(c, v["local"].as_str().unwrap_or("").to_owned());
         }
     }
     Ok(map)
 }
 
-fn print_report(rows: &[Row], resets: &BTreeMap<u16, Vec<(u16, u64)>>, summary: &str, out: &Path) {
+fn print_report(
+    runs: &[FaultRun],
+    resets: &HashMap<u64, String>,
+    summary: &str,
+    out: &Path,
+) -> Result<()> {
     println!();
-    println!("faultline demo: one curl request per testbed fault, analyzer attached");
     println!(
-        "{:<27} {:<5} {:<62} kernel evidence",
-        "fault", "http", "what the client said"
+        "faultline demo: loadgen at every testbed fault ({RATE} req/s, {DURATION}), analyzer attached"
     );
-    println!("{}", "-".repeat(130));
-    for r in rows {
-        let said = if r.curl_exit == 0 {
-            "ok".to_owned()
+    println!(
+        "{:<34} {:>5} {:>6}  {:<40} kernel RSTs joined by cookie",
+        "fault", "reqs", "failed", "top class (phase: count)"
+    );
+    println!("{}", "-".repeat(120));
+    for r in runs {
+        let text = fs::read_to_string(&r.events)
+            .with_context(|| format!("read {}", r.events.display()))?;
+        let mut reqs = 0u64;
+        let mut failed = 0u64;
+        let mut by_class: HashMap<String, u64> = HashMap::new();
+        let mut joined = 0u64;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            if v["type"] != "request" {
+                continue;
+            }
+            reqs += 1;
+            let Some(class) = v["class"].as_str() else {
+                continue;
+            };
+            failed += 1;
+            let phase = v["phase"].as_str().unwrap_or("?");
+            *by_class.entry(format!("{class} ({phase}")).or_default() += 1;
+            if v["sock_cookie"]
+                .as_u64()
+                .is_some_and(|c| resets.contains_key(&c))
+            {
+                joined += 1;
+            }
+        }
+        let top = by_class
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map_or_else(|| "-".to_owned(), |(k, n)| format!("{k}: {n})"));
+        let kernel = if failed == 0 {
+            "-".to_owned()
         } else {
-            format!("curl {}: {}", r.curl_exit, truncate(&r.curl_says, 52))
+            format!("{joined} of {failed} failed requests")
         };
-        let ours: Vec<&(u16, u64)> = resets
-            .get(&r.port)
-            .map(|v| {
-                v.iter()
-                    .filter(|(lp, _)| Some(*lp) == r.local_port || r.local_port.is_none())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let evidence = match ours.as_slice() {
-            [] => "no RST received".to_owned(),
-            [(lp, cookie)] => format!("RST received on :{lp} (cookie {cookie})"),
-            many => format!("{} RSTs received", many.len()),
-        };
-        println!(
-            "{:<27} {:<5} {:<62} {}",
-            r.fault, r.http_code, said, evidence
-        );
+        println!("{:<34} {reqs:>5} {failed:>6}  {top:<40} {kernel}", r.fault);
     }
     println!();
     println!("analyzer: {summary}");
-    println!("kernel events: {}", out.join("kernel.ndjson").display());
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        format!("{}...", s.chars().take(n).collect::<String>())
-    }
+    println!(
+        "files: {} (events, summaries, kernel.ndjson)",
+        out.display()
+    );
+    Ok(())
 }

@@ -1,0 +1,95 @@
+//! The subcommands as functions: what `main` calls, and what tests can call in-process.
+use std::{fs, path::Path, process::ExitCode};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    cli::{AttackArgs, ReportArgs, ReportFormat, ThresholdArgs, config_json, to_config},
+    report,
+    report::Summary,
+    run::{Finished, run},
+    stats::RunMeta,
+    thresholds,
+};
+
+/// Exit code when a threshold is violated (documented in `--help`).
+pub const EXIT_THRESHOLD: u8 = 3;
+
+/// `loadgen attack`.
+pub fn attack(a: &AttackArgs) -> Result<ExitCode> {
+    let cfg = to_config(a)?;
+    let thresholds = a.thresholds.parse().map_err(anyhow::Error::msg)?;
+    let config = config_json(a, &cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    let finished = rt.block_on(run(cfg, config, !a.quiet))?;
+    if finished.abandoned > 0 {
+        eprintln!(
+            "loadgen: {} requests were still queued or in flight at the interrupt and are not counted",
+            finished.abandoned
+        );
+    }
+    let Finished { stats, meta, .. } = finished;
+    let summary = stats.summary(meta);
+    finish(&summary, a.output.as_deref(), a.report, &thresholds)
+}
+
+/// `loadgen report`.
+pub fn report(r: &ReportArgs) -> Result<ExitCode> {
+    let (stats, info) = report::read_events(&r.files)?;
+    for w in &info.warnings {
+        eprintln!("loadgen: warning: {w}");
+    }
+    let meta = RunMeta {
+        attack: info.attacks.join(","),
+        config: serde_json::json!({ "rebuilt_from": r.files }),
+        started_unix_ns: stats.first_intended_unix_ns().unwrap_or(0),
+        wall_ns: stats.span_ns(),
+        target_rate_per_sec: None,
+        interrupted: false,
+    };
+    let summary = stats.summary(meta);
+    finish(
+        &summary,
+        r.output.as_deref(),
+        r.report,
+        &thresholds_of(&r.thresholds)?,
+    )
+}
+
+fn thresholds_of(t: &ThresholdArgs) -> Result<Vec<thresholds::Threshold>> {
+    t.parse().map_err(anyhow::Error::msg)
+}
+
+fn finish(
+    summary: &Summary,
+    output: Option<&Path>,
+    format: ReportFormat,
+    thresholds: &[thresholds::Threshold],
+) -> Result<ExitCode> {
+    if let Some(path) = output {
+        write_atomic(path, report::json(summary).as_bytes())?;
+    }
+    match format {
+        ReportFormat::Text => print!("{}", report::text(summary)),
+        ReportFormat::Json => println!("{}", report::json(summary)),
+    }
+    let violations = thresholds::check(thresholds, summary);
+    if violations.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for v in &violations {
+        eprintln!("loadgen: threshold violated: {v}");
+    }
+    Ok(ExitCode::from(EXIT_THRESHOLD))
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a report.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}

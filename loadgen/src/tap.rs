@@ -1,0 +1,579 @@
+//! A passive frame tap: counts a connection's bytes and decodes every HTTP/2 frame the server sends.
+//!
+//! The `h2` crate does not expose GOAWAY debug data or last_stream_id (shared/DESIGN.md),
+//! so [`Tap`] sits between the (TLS) byte stream and the HTTP client and feeds the bytes
+//! the client reads to a [`FrameDecoder`]. It never changes, delays or buffers the bytes
+//! themselves. The hot path is a counter add and a header decode: DATA payloads are
+//! skipped in place, and the shared lock is taken only for a GOAWAY, RST_STREAM, SETTINGS
+//! or PING frame.
+use std::{
+    collections::{HashMap, VecDeque},
+    io::{self, IoSlice},
+    pin::Pin,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::{
+    h2frame::{DecoderOptions, ErrorCode, Frame, FrameDecoder, SettingId},
+    model::{FrameFacts, GoAway},
+};
+
+/// RST_STREAM codes remembered per connection (the most recent resets win).
+pub const RST_CODES_KEPT: usize = 1024;
+/// Frame facts queued between two [`TapHandle::take_frames`] calls; older ones are dropped
+/// first (and counted by [`TapHandle::frames_dropped`]) so the last GOAWAY survives.
+pub const FRAMES_QUEUED_MAX: usize = 256;
+
+/// The SETTINGS_MAX_FRAME_SIZE the h2 client advertises unless told otherwise: the
+/// initial value of RFC 9113 section 6.5.2, which `h2::client::Builder` keeps by default.
+pub const CLIENT_MAX_FRAME_SIZE_BYTES: u32 = 16_384;
+
+/// What the tap does with the bytes read from the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TapMode {
+    /// Count bytes only (HTTP/1.1).
+    CountOnly,
+    /// Count bytes and decode the server-to-client HTTP/2 frames (no preface expected).
+    Http2,
+}
+
+/// A byte stream wrapper that observes the traffic; see the module docs.
+#[derive(Debug)]
+pub struct Tap<S> {
+    inner: S,
+    /// None in [`TapMode::CountOnly`], and after the server sent something not HTTP/2.
+    decoder: Option<FrameDecoder>,
+    shared: Arc<Shared>,
+}
+
+/// What a [`Tap`] has seen, shared with the connection's owner. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TapHandle(Arc<Shared>);
+
+const NO_VALUE: u64 = u64::MAX;
+
+#[derive(Debug)]
+struct Shared {
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    frames_dropped: AtomicU64,
+    /// The server's last SETTINGS_MAX_CONCURRENT_STREAMS, or [`NO_VALUE`].
+    max_concurrent_streams: AtomicU64,
+    /// Lets [`TapHandle::goaway`] skip the lock on connections without a GOAWAY.
+    goaway_seen: AtomicBool,
+    evidence: Mutex<Evidence>,
+}
+
+#[derive(Debug, Default)]
+struct Evidence {
+    goaway: Option<GoAway>,
+    rst_codes: HashMap<u32, ErrorCode>,
+    /// Stream ids of `rst_codes`, oldest first, to evict beyond [`RST_CODES_KEPT`].
+    rst_order: VecDeque<u32>,
+    frames: VecDeque<FrameFacts>,
+    parse_error: Option<String>,
+}
+
+impl<S> Tap<S> {
+    /// Wraps `inner`; the handle reports what the tap sees.
+    ///
+    /// The server may not send frames above the client's SETTINGS_MAX_FRAME_SIZE, which
+    /// is [`CLIENT_MAX_FRAME_SIZE_BYTES`] here; a larger frame is a parse error, which is
+    /// also how a non-HTTP/2 answer (`HTTP/1.1 400 ...`) is caught in a few bytes.
+    pub fn new(inner: S, mode: TapMode) -> (Self, TapHandle) {
+        Self::with_max_frame_size(inner, mode, CLIENT_MAX_FRAME_SIZE_BYTES)
+    }
+
+    /// [`Self::new`] for a client that advertises another SETTINGS_MAX_FRAME_SIZE.
+    pub fn with_max_frame_size(
+        inner: S,
+        mode: TapMode,
+        max_frame_size_bytes: u32,
+    ) -> (Self, TapHandle) {
+        let shared = Arc::new(Shared {
+            bytes_read: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            frames_dropped: AtomicU64::new(0),
+            max_concurrent_streams: AtomicU64::new(NO_VALUE),
+            goaway_seen: AtomicBool::new(false),
+            evidence: Mutex::new(Evidence::default()),
+        });
+        let decoder = match mode {
+            TapMode::CountOnly => None,
+            TapMode::Http2 => Some(FrameDecoder::new(DecoderOptions {
+                expect_client_preface: false,
+                max_frame_size_bytes,
+            })),
+        };
+        let handle = TapHandle(Arc::clone(&shared));
+        (
+            Tap {
+                inner,
+                decoder,
+                shared,
+            },
+            handle,
+        )
+    }
+
+    /// The wrapped stream (e.g. to read the TLS session or the socket's cookie).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl Shared {
+    fn evidence(&self) -> MutexGuard<'_, Evidence> {
+        // A panic elsewhere while holding the lock leaves the evidence consistent enough
+        // to report: every update below is a single push or assignment.
+        self.evidence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn observe(&self, decoder: &mut Option<FrameDecoder>, bytes: &[u8]) {
+        let Some(dec) = decoder else { return };
+        if let Err(e) = dec.feed(bytes, |frame| self.on_frame(frame)) {
+            tracing::warn!(cause = %e, offset_bytes = dec.bytes_seen(), "server sent bytes that are not HTTP/2 frames");
+            self.evidence()
+                .parse_error
+                .get_or_insert_with(|| e.to_string());
+            *decoder = None;
+        }
+    }
+
+    fn on_frame(&self, frame: Frame<'_>) {
+        let fact = match frame {
+            Frame::Settings { ack: false, params } => {
+                if let Some(max) = params.get(SettingId::SETTINGS_MAX_CONCURRENT_STREAMS) {
+                    self.max_concurrent_streams
+                        .store(u64::from(max), Ordering::Relaxed);
+                }
+                let settings = params
+                    .iter()
+                    .map(|(id, v)| (id.name().into_owned(), v))
+                    .collect();
+                FrameFacts::Settings { settings }
+            }
+            Frame::Ping { ack, .. } => FrameFacts::Ping { ack },
+            Frame::RstStream { stream_id, code } => FrameFacts::RstStream {
+                stream_id,
+                code: code.name().into_owned(),
+            },
+            Frame::GoAway {
+                last_stream_id,
+                code,
+                debug,
+                debug_len,
+            } => {
+                tracing::debug!(code = %code, last_stream_id, debug_len, "GOAWAY from the server");
+                FrameFacts::Goaway(GoAway {
+                    code: code.name().into_owned(),
+                    last_stream_id,
+                    debug: String::from_utf8_lossy(debug).into_owned(),
+                })
+            }
+            _ => return,
+        };
+        let mut ev = self.evidence();
+        match (&fact, frame) {
+            (FrameFacts::Goaway(goaway), _) => {
+                // RFC 9113 section 6.8: a server may send a graceful GOAWAY (2^31-1) and
+                // then the real one; the last one tells which streams were processed.
+                ev.goaway = Some(goaway.clone());
+                self.goaway_seen.store(true, Ordering::Release);
+            }
+            (_, Frame::RstStream { stream_id, code }) => {
+                if ev.rst_codes.insert(stream_id, code).is_none() {
+                    ev.rst_order.push_back(stream_id);
+                }
+                if ev.rst_order.len() > RST_CODES_KEPT
+                    && let Some(oldest) = ev.rst_order.pop_front()
+                {
+                    ev.rst_codes.remove(&oldest);
+                }
+            }
+            _ => {}
+        }
+        if ev.frames.len() == FRAMES_QUEUED_MAX {
+            ev.frames.pop_front();
+            self.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ev.frames.push_back(fact);
+    }
+}
+
+impl TapHandle {
+    /// Bytes read from the server so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.0.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to the server so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.0.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// The last GOAWAY the server sent.
+    pub fn goaway(&self) -> Option<GoAway> {
+        if !self.0.goaway_seen.load(Ordering::Acquire) {
+            return None;
+        }
+        self.0.evidence().goaway.clone()
+    }
+
+    /// The code the server reset `stream_id` with, among the last [`RST_CODES_KEPT`] resets.
+    pub fn rst_code(&self, stream_id: u32) -> Option<ErrorCode> {
+        self.0.evidence().rst_codes.get(&stream_id).copied()
+    }
+
+    /// SETTINGS_MAX_CONCURRENT_STREAMS from the server's last SETTINGS that carried it.
+    pub fn max_concurrent_streams(&self) -> Option<u32> {
+        let max = self.0.max_concurrent_streams.load(Ordering::Relaxed);
+        u32::try_from(max).ok()
+    }
+
+    /// GOAWAY, RST_STREAM, SETTINGS (not ACKs) and PING frames seen since the last call,
+    /// in the order the server sent them.
+    pub fn take_frames(&self) -> Vec<FrameFacts> {
+        self.0.evidence().frames.drain(..).collect()
+    }
+
+    /// Frame facts dropped because [`Self::take_frames`] was not called often enough.
+    pub fn frames_dropped(&self) -> u64 {
+        self.0.frames_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Why the server's bytes stopped parsing as HTTP/2 frames, if they did.
+    pub fn parse_error(&self) -> Option<String> {
+        self.0.evidence().parse_error.clone()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let new = &buf.filled()[before..];
+            this.shared
+                .bytes_read
+                .fetch_add(new.len() as u64, Ordering::Relaxed);
+            this.shared.observe(&mut this.decoder, new);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.count_written(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.count_written(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S> Tap<S> {
+    fn count_written(&self, polled: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = polled {
+            self.shared
+                .bytes_written
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use h2::Reason;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    use super::*;
+    use crate::h2frame::tests::frame;
+
+    /// Reads everything `server_bytes` holds through a tap in `mode`.
+    async fn tap_bytes(mode: TapMode, server_bytes: &[u8]) -> TapHandle {
+        let (client, mut server) = duplex(server_bytes.len() + 1);
+        let (mut tap, handle) = Tap::new(client, mode);
+        server
+            .write_all(server_bytes)
+            .await
+            .expect("write to the duplex");
+        drop(server);
+        let mut read = Vec::new();
+        tap.read_to_end(&mut read)
+            .await
+            .expect("read through the tap");
+        assert_eq!(read, server_bytes, "the tap changed the bytes");
+        assert_eq!(handle.bytes_read(), server_bytes.len() as u64, "bytes_read");
+        handle
+    }
+
+    fn goaway_frame(last_stream_id: u32, code: u32, debug: &[u8]) -> Vec<u8> {
+        let payload = [
+            &last_stream_id.to_be_bytes()[..],
+            &code.to_be_bytes(),
+            debug,
+        ]
+        .concat();
+        frame(0x7, 0, 0, &payload)
+    }
+
+    #[tokio::test]
+    async fn h2_client_through_the_tap_sees_settings_reset_and_goaway() {
+        let (client_io, server_io) = duplex(64 * 1024);
+        let (client_io, handle) = Tap::new(client_io, TapMode::Http2);
+        let (server_io, server_counts) = Tap::new(server_io, TapMode::CountOnly);
+        let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let mut conn = h2::server::Builder::new()
+                .max_concurrent_streams(7)
+                .handshake::<_, Bytes>(server_io)
+                .await
+                .expect("server handshake");
+            let (_, mut respond) = conn
+                .accept()
+                .await
+                .expect("a first stream")
+                .expect("accept");
+            let response = http::Response::new(());
+            let mut body = respond
+                .send_response(response, false)
+                .expect("send headers");
+            body.send_data(Bytes::from_static(b"hello"), true)
+                .expect("send body");
+            let (_, mut respond) = conn
+                .accept()
+                .await
+                .expect("a second stream")
+                .expect("accept");
+            respond.send_reset(Reason::REFUSED_STREAM);
+            // Keep the connection going until the client saw the reset: abrupt_shutdown
+            // drops frames still queued, and the RST_STREAM must reach the wire first.
+            tokio::select! {
+                _ = refused_rx => {}
+                _ = conn.accept() => panic!("the connection ended before the client saw the reset"),
+            }
+            conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+            while let Some(Ok(_)) = conn.accept().await {}
+        });
+
+        let (send, conn) = h2::client::handshake(client_io)
+            .await
+            .expect("client handshake");
+        let conn = tokio::spawn(conn);
+        let request = || {
+            http::Request::get("https://example.test/")
+                .body(())
+                .unwrap()
+        };
+        let mut send = send.ready().await.expect("ready for the first request");
+        let (response, _) = send.send_request(request(), true).expect("first request");
+        let mut body = response.await.expect("first response").into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.expect("first response body");
+        }
+        let mut send = send.ready().await.expect("ready for the second request");
+        let (response, _) = send.send_request(request(), true).expect("second request");
+        let refused = response
+            .await
+            .expect_err("the server refuses the second stream");
+        assert_eq!(refused.reason(), Some(Reason::REFUSED_STREAM), "{refused}");
+        refused_tx
+            .send(())
+            .expect("tell the server the reset arrived");
+        let closed = conn.await.expect("client connection task");
+        assert!(
+            closed.is_err(),
+            "client connection ended without the GOAWAY error"
+        );
+        server.await.expect("server task");
+
+        assert_eq!(
+            handle.max_concurrent_streams(),
+            Some(7),
+            "max_concurrent_streams"
+        );
+        assert_eq!(
+            handle.rst_code(3),
+            Some(ErrorCode::REFUSED_STREAM),
+            "rst_code(3)"
+        );
+        assert_eq!(handle.rst_code(1), None, "stream 1 was not reset");
+        let goaway = GoAway {
+            code: "ENHANCE_YOUR_CALM".into(),
+            last_stream_id: 3,
+            debug: "".into(),
+        };
+        assert_eq!(handle.goaway(), Some(goaway.clone()), "goaway");
+        let frames = handle.take_frames();
+        let [FrameFacts::Settings { settings }, rst, last] = &frames[..] else {
+            panic!("expected SETTINGS, RST_STREAM, GOAWAY; got {frames:?}");
+        };
+        assert!(
+            settings.contains(&("SETTINGS_MAX_CONCURRENT_STREAMS".to_owned(), 7)),
+            "settings {settings:?}"
+        );
+        let want_rst = FrameFacts::RstStream {
+            stream_id: 3,
+            code: "REFUSED_STREAM".into(),
+        };
+        assert_eq!(
+            (rst, last),
+            (&want_rst, &FrameFacts::Goaway(goaway)),
+            "frames in order"
+        );
+        assert_eq!(handle.take_frames(), [], "take_frames drains the queue");
+        assert_eq!(
+            (handle.frames_dropped(), handle.parse_error()),
+            (0, None),
+            "clean run"
+        );
+        assert!(
+            handle.bytes_read() > 0 && handle.bytes_written() > 0,
+            "byte counters"
+        );
+        assert_eq!(
+            handle.bytes_read(),
+            server_counts.bytes_written(),
+            "bytes from the server"
+        );
+        assert_eq!(
+            handle.bytes_written(),
+            server_counts.bytes_read(),
+            "bytes to the server"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_goaway_wins_and_queues_are_bounded() {
+        let mut bytes = goaway_frame((1 << 31) - 1, 0, b"");
+        for n in 0..FRAMES_QUEUED_MAX + 10 {
+            bytes.extend(frame(0x6, 0, 0, &(n as u64).to_be_bytes()));
+        }
+        for stream_id in (1..).step_by(2).take(RST_CODES_KEPT + 1) {
+            bytes.extend(frame(0x3, 0, stream_id, &8u32.to_be_bytes()));
+        }
+        bytes.extend(goaway_frame(0x8000_0007, 0xb, "calm \u{1f9d8}".as_bytes()));
+        let handle = tap_bytes(TapMode::Http2, &bytes).await;
+
+        let want = GoAway {
+            code: "ENHANCE_YOUR_CALM".into(),
+            last_stream_id: 7,
+            debug: "calm \u{1f9d8}".into(),
+        };
+        assert_eq!(handle.goaway(), Some(want.clone()), "the second GOAWAY");
+        assert_eq!(handle.rst_code(1), None, "the oldest reset is evicted");
+        assert_eq!(handle.rst_code(3), Some(ErrorCode::CANCEL), "rst_code(3)");
+        assert_eq!(
+            handle.rst_code(2 * RST_CODES_KEPT as u32 + 1),
+            Some(ErrorCode(8)),
+            "newest"
+        );
+        let frames = handle.take_frames();
+        assert_eq!(frames.len(), FRAMES_QUEUED_MAX, "queued frames");
+        assert_eq!(
+            frames.last(),
+            Some(&FrameFacts::Goaway(want)),
+            "the last GOAWAY is kept"
+        );
+        // Two GOAWAYs, the PINGs and the RST_STREAMs.
+        let sent = 2 + FRAMES_QUEUED_MAX + 10 + RST_CODES_KEPT + 1;
+        assert_eq!(
+            handle.frames_dropped(),
+            (sent - FRAMES_QUEUED_MAX) as u64,
+            "frames_dropped"
+        );
+        assert_eq!(
+            handle.max_concurrent_streams(),
+            None,
+            "no SETTINGS were sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn non_http2_bytes_are_a_parse_error_and_count_only_decodes_nothing() {
+        let http1 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        let handle = tap_bytes(TapMode::Http2, http1).await;
+        let error = handle
+            .parse_error()
+            .expect("HTTP/1.1 response reported as a parse error");
+        assert!(error.contains("RFC 9113"), "parse error {error:?}");
+        assert_eq!(handle.take_frames(), [], "no frames from HTTP/1.1");
+
+        let frames = [
+            frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 9]),
+            goaway_frame(0, 0, b""),
+        ]
+        .concat();
+        let handle = tap_bytes(TapMode::CountOnly, &frames).await;
+        let seen = (
+            handle.take_frames(),
+            handle.goaway(),
+            handle.max_concurrent_streams(),
+        );
+        assert_eq!(seen, (vec![], None, None), "CountOnly decoded frames");
+        assert_eq!(handle.parse_error(), None, "CountOnly parse error");
+    }
+
+    #[tokio::test]
+    async fn writes_are_counted_and_passed_through() {
+        let (client, mut server) = duplex(1024);
+        let (mut tap, handle) = Tap::new(client, TapMode::Http2);
+        tap.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+        let slices = [IoSlice::new(b"\r\nSM"), IoSlice::new(b"\r\n\r\n")];
+        let n = tap.write_vectored(&slices).await.expect("vectored write");
+        tap.flush().await.expect("flush");
+        tap.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        server
+            .read_to_end(&mut got)
+            .await
+            .expect("read the server side");
+        assert_eq!(got.len(), 16 + n, "bytes that reached the server");
+        assert_eq!(handle.bytes_written(), got.len() as u64, "bytes_written");
+        assert_eq!(
+            tap.is_write_vectored(),
+            tap.get_ref().is_write_vectored(),
+            "delegated"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! TLS for loadgen: the rustls client configuration, and the facts a failed handshake
+//! must carry (SNI sent, the certificate actually presented, the verification error), so
+//! that "the proxy served its default certificate" is recognisable at a glance.
+//!
+//! rustls shares one verifier between all connections and drops the connection object
+//! when the handshake fails, so the presented certificate cannot be read afterwards. The
+//! verifier therefore records what it is shown into a tokio task-local slot that each
+//! handshake scopes around itself: `verify_server_cert` runs synchronously inside the
+//! poll of that handshake, on that task.
+use std::{
+    cell::RefCell,
+    fs::File,
+    io::{BufReader, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore,
+    SignatureScheme,
+    client::{
+        WebPkiServerVerifier,
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    },
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+};
+use sha2::{Digest, Sha256};
+
+use crate::model::{CertFacts, Class};
+
+/// TLS options from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// PEM files of CA certificates to trust instead of the system roots.
+    pub cacerts: Vec<PathBuf>,
+    /// Accept any certificate (still recorded).
+    pub insecure: bool,
+    /// Client certificate chain and key (PEM).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Write session secrets here in SSLKEYLOGFILE format.
+    pub keylog: Option<PathBuf>,
+    /// ALPN protocols to offer, in preference order.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate found")]
+    NoCert { path: PathBuf },
+    #[error("{path}: no PEM private key found")]
+    NoKey { path: PathBuf },
+    #[error("{path}: certificate rejected")]
+    BadCert {
+        path: PathBuf,
+        #[source]
+        source: TlsError,
+    },
+    #[error("no trusted roots: /etc/ssl/certs/ca-certificates.crt is missing; pass --cacert")]
+    NoRoots,
+    #[error("building the TLS configuration")]
+    Build(#[source] TlsError),
+}
+
+tokio::task_local! {
+    static CAPTURE: RefCell<Option<CertFacts>>;
+}
+
+/// Runs a handshake future with a slot that the verifier fills with the presented
+/// certificate; returns the future's output and what was captured.
+pub async fn capture_cert<F: Future>(fut: F) -> (F::Output, Option<CertFacts>) {
+    CAPTURE
+        .scope(RefCell::new(None), async {
+            let out = fut.await;
+            let cert = CAPTURE.with(|c| c.borrow_mut().take());
+            (out, cert)
+        })
+        .await
+}
+
+/// Wraps the real verifier (or none, for `--insecure`) and records the end-entity
+/// certificate it is shown.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        // Outside a capture scope (no task-local) recording is skipped, not an error.
+        let _ = CAPTURE.try_with(|c| *c.borrow_mut() = Some(cert_facts(end_entity)));
+        match &self.inner {
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Summarises a DER certificate; a certificate that does not parse is still named by
+/// its fingerprint.
+pub fn cert_facts(der: &[u8]) -> CertFacts {
+    let sha256 = Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return CertFacts {
+            subject: "(unparsable certificate)".into(),
+            sha256,
+            ..CertFacts::default()
+        };
+    };
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => names.push((*d).to_owned()),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => {
+                        names.push(std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string())
+                    }
+                    16 => {
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(ip);
+                        names.push(std::net::Ipv6Addr::from(a).to_string());
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    let rfc3339 = |t: &x509_parser::time::ASN1Time| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(t.timestamp().max(0).unsigned_abs()),
+        )
+        .to_string()
+    };
+    CertFacts {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        names,
+        sha256,
+        not_before: rfc3339(&cert.validity().not_before),
+        not_after: rfc3339(&cert.validity().not_after),
+    }
+}
+
+/// Writes TLS secrets in the SSLKEYLOGFILE format (NSS key log) to a chosen file.
+#[derive(Debug)]
+struct KeyLogFile(Mutex<File>);
+
+impl rustls::KeyLog for KeyLogFile {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        if let Ok(mut f) = self.0.lock() {
+            // A failed write loses a debugging aid, not evidence: warn and go on.
+            if let Err(e) = writeln!(f, "{label} {} {}", hex(client_random), hex(secret)) {
+                tracing::warn!(error = %e, "keylog write failed");
+            }
+        }
+    }
+}
+
+fn read_pem(path: &Path) -> Result<BufReader<File>, TlsConfigError> {
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|source| TlsConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read_pem(path)?)
+        .collect::<Result<_, _>>()
+        .map_err(|source| TlsConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsConfigError::NoCert {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Builds the shared client configuration.
+pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = if opts.insecure {
+        None
+    } else {
+        let mut roots = RootCertStore::empty();
+        let files: Vec<PathBuf> = if opts.cacerts.is_empty() {
+            if !Path::new(SYSTEM_ROOTS).is_file() {
+                return Err(TlsConfigError::NoRoots);
+            }
+            vec![PathBuf::from(SYSTEM_ROOTS)]
+        } else {
+            opts.cacerts.clone()
+        };
+        for f in &files {
+            for c in load_certs(f)? {
+                // The system bundle may hold a few certificates webpki cannot use;
+                // skip those there, but a user's --cacert must load whole.
+                if let Err(source) = roots.add(c)
+                    && !opts.cacerts.is_empty()
+                {
+                    return Err(TlsConfigError::BadCert {
+                        path: f.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| TlsConfigError::Build(TlsError::General(e.to_string())))?,
+        )
+    };
+    let verifier = Arc::new(RecordingVerifier {
+        inner,
+        provider: provider.clone(),
+    });
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsConfigError::Build)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &opts.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = load_certs(cert)?;
+            let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read_pem(key)?)
+                .map_err(|source| TlsConfigError::Read {
+                    path: key.clone(),
+                    source,
+                })?
+                .ok_or_else(|| TlsConfigError::NoKey { path: key.clone() })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(TlsConfigError::Build)?
+        }
+    };
+    config.alpn_protocols = opts.alpn.clone();
+    if let Some(path) = &opts.keylog {
+        let f = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| TlsConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        config.key_log = Arc::new(KeyLogFile(Mutex::new(f)));
+    }
+    Ok(Arc::new(config))
+}
+
+/// The taxonomy class of a TLS handshake error (None: not a TLS-layer verdict, e.g. an
+/// I/O error that the socket rules classify).
+pub fn classify_tls_error(e: &TlsError) -> Option<Class> {
+    Some(match e {
+        TlsError::InvalidCertificate(c) => match c {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                Class::TlsCertNameMismatch
+            }
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => Class::TlsCertExpired,
+            _ => Class::TlsCertUntrusted,
+        },
+        TlsError::AlertReceived(_) => Class::TlsAlert,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_certificate_errors() {
+        let cert = |c| TlsError::InvalidCertificate(c);
+        assert_eq!(
+            classify_tls_error(&cert(CertificateError::NotValidForName)),
+            Some(Class::TlsCertNameMismatch)
+        );
+        assert_eq!(
+            classify_tls_error(&cert(CertificateError::UnknownIssuer)),
+            Some(Class::TlsCertUntrusted)
+        );
+        assert_eq!(
+            classify_tls_error(&cert(CertificateError::Expired)),
+            Some(Class::TlsCertExpired)
+        );
+        assert_eq!(
+            classify_tls_error(&TlsError::AlertReceived(
+                rustls::AlertDescription::HandshakeFailure
+            )),
+            Some(Class::TlsAlert)
+        );
+        assert_eq!(classify_tls_error(&TlsError::DecryptError), None);
+    }
+
+    #[test]
+    fn unparsable_certificate_is_still_fingerprinted() {
+        let f = cert_facts(b"not a certificate");
+        assert_eq!(f.sha256.len(), 64);
+        assert!(f.subject.contains("unparsable"));
+    }
+
+    #[test]
+    fn missing_cacert_file_is_named() {
+        let e = client_config(&TlsOptions {
+            cacerts: vec![PathBuf::from("/nonexistent/ca.pem")],
+            ..TlsOptions::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+}
