@@ -4,6 +4,11 @@
 //! every struct is `#[repr(C)]`, `Copy`, built from fixed-width integers only (no `bool`,
 //! `usize` or data-carrying enums), with explicit padding and a compile-time size check.
 //! Kinds are `#[repr(u32)]` enums decoded with `TryFrom<u32>`, never `transmute`.
+//!
+//! One record type, [`Event`], serves every tracepoint: each program fills the fields its
+//! tracepoint has and leaves the rest zero. One layout type, [`TpLayout`], says where each
+//! field sits in a tracepoint's raw record on the running kernel (read from tracefs at
+//! load time), so one generic reader in the kernel serves all programs.
 #![no_std]
 
 use core::mem::size_of;
@@ -12,45 +17,54 @@ use core::mem::size_of;
 pub const AF_INET: u16 = 2;
 /// See [`AF_INET`].
 pub const AF_INET6: u16 = 10;
+/// `IPPROTO_TCP`, as `sock:inet_sock_set_state` and `sock:inet_sk_error_report` report it.
+pub const IPPROTO_TCP: u16 = 6;
+/// `ETH_P_IP` / `ETH_P_IPV6`: the `protocol` field of `skb:kfree_skb` (host byte order).
+pub const ETH_P_IP: u16 = 0x0800;
+/// See [`ETH_P_IP`].
+pub const ETH_P_IPV6: u16 = 0x86dd;
 
-/// What an event record describes. The value is the first field of every record.
+/// Which tracepoint an [`Event`] comes from. The value indexes [`Layouts::tp`].
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
 pub enum EventKind {
     /// `tcp:tcp_receive_reset`: this host received an RST on a socket.
     ReceiveReset = 1,
+    /// `tcp:tcp_send_reset`: this host sent an RST (state and the kernel's reason).
+    SendReset = 2,
+    /// `sock:inet_sock_set_state`: a TCP socket changed state.
+    StateChange = 3,
+    /// `tcp:tcp_retransmit_skb`: a segment (SYN included) was retransmitted.
+    Retransmit = 4,
+    /// `tcp:tcp_destroy_sock`: the socket is gone (carries the cookie).
+    DestroySock = 5,
+    /// `sock:inet_sk_error_report`: an error was delivered to a socket (errno).
+    ErrorReport = 6,
+    /// `skb:kfree_skb`: a packet was dropped, with the kernel's drop reason.
+    Drop = 7,
+}
+
+impl EventKind {
+    /// Every kind, in value order.
+    pub const ALL: [Self; 7] = [
+        Self::ReceiveReset,
+        Self::SendReset,
+        Self::StateChange,
+        Self::Retransmit,
+        Self::DestroySock,
+        Self::ErrorReport,
+        Self::Drop,
+    ];
 }
 
 impl TryFrom<u32> for EventKind {
     type Error = u32;
     fn try_from(v: u32) -> Result<Self, u32> {
-        match v {
-            1 => Ok(Self::ReceiveReset),
-            other => Err(other),
-        }
+        Self::ALL.iter().copied().find(|k| *k as u32 == v).ok_or(v)
     }
 }
-
-/// The envelope every kernel event starts with.
-///
-/// Layout invariant: 32 bytes, 8-byte aligned, no implicit padding.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EventInfo {
-    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
-    pub ts_ns: u64,
-    /// The socket cookie (`SO_COOKIE`): the join key with loadgen's records.
-    pub sock_cookie: u64,
-    /// The kernel address of the `struct sock`; distinguishes sockets before a cookie is known.
-    pub skaddr: u64,
-    /// An [`EventKind`] value.
-    pub kind: u32,
-    /// The CPU the event was recorded on.
-    pub cpu: u32,
-}
-const _: () = assert!(size_of::<EventInfo>() == 32);
 
 /// A TCP 4-tuple as the kernel saw it at the tracepoint: `s*` is the local side of the
 /// socket, `d*` the remote. IPv4 addresses sit in the first four bytes of the arrays.
@@ -61,64 +75,178 @@ const _: () = assert!(size_of::<EventInfo>() == 32);
 pub struct Tuple {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
-    /// Host byte order (the tracepoints store `ntohs(inet_sport)`).
+    /// Host byte order.
     pub sport: u16,
     pub dport: u16,
-    /// [`AF_INET`] or [`AF_INET6`].
+    /// [`AF_INET`], [`AF_INET6`], or 0 when the tracepoint has no addresses.
     pub family: u16,
     pub _pad: u16,
 }
 const _: () = assert!(size_of::<Tuple>() == 40);
 
-/// `tcp:tcp_receive_reset`: an RST arrived on one of this host's sockets.
+/// One kernel event, whatever the tracepoint. Fields a tracepoint lacks stay zero.
 ///
-/// Layout invariant: 72 bytes.
+/// Layout invariant: 112 bytes, 8-byte aligned, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ResetEvent {
-    pub info: EventInfo,
+pub struct Event {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// The socket cookie (`SO_COOKIE`) where the tracepoint carries it
+    /// (`tcp_receive_reset`, `tcp_destroy_sock`); userspace learns it per `skaddr`.
+    pub sock_cookie: u64,
+    /// Kernel address of the `struct sock` (for drops: `rx_sk`). Stable for a socket's life.
+    pub skaddr: u64,
+    /// Kernel address of the `struct sk_buff` involved, if any.
+    pub skbaddr: u64,
+    /// For drops: the kernel code address that dropped the packet.
+    pub location: u64,
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    /// The CPU the event was recorded on.
+    pub cpu: u32,
+    /// Thread-group id of the current task: the owning process in process context
+    /// (`connect()`, `close()`), an unrelated one in softirq context.
+    pub pid: u32,
+    /// TCP state (`tcp_send_reset`, `tcp_retransmit_skb`), or the old state of a change.
+    pub state: i32,
+    /// The new state of a state change.
+    pub new_state: i32,
+    /// `sk_rst_reason` (resets sent) or `skb_drop_reason` (drops), numbered as this kernel
+    /// numbers them; userspace names them from the tracepoint's print format.
+    pub reason: u32,
+    /// errno delivered to the socket (`inet_sk_error_report`, positive), or the
+    /// retransmit's `err`.
+    pub error: i32,
+    /// IP protocol (state change, error report) or ethertype (drops).
+    pub protocol: u16,
+    pub _pad: u16,
     pub tuple: Tuple,
 }
-const _: () = assert!(size_of::<ResetEvent>() == 72);
-
-/// Where the fields of `tcp:tcp_receive_reset` sit in the tracepoint record on the
-/// running kernel. Userspace fills it from
-/// `/sys/kernel/tracing/events/tcp/tcp_receive_reset/format` and hands it to the program
-/// as a global; offsets differ between kernel versions and are never hard-coded.
-///
-/// Every field is a byte offset into the raw tracepoint record; [`FIELD_ABSENT`] marks a
-/// field this kernel's record does not have.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReceiveResetOffsets {
-    pub skaddr: u32,
-    pub sport: u32,
-    pub dport: u32,
-    pub family: u32,
-    pub saddr: u32,
-    pub daddr: u32,
-    pub saddr_v6: u32,
-    pub daddr_v6: u32,
-    pub sock_cookie: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<ReceiveResetOffsets>() == 40);
+const _: () = assert!(size_of::<Event>() == 112);
 
 /// Marks a tracepoint field that the running kernel does not provide.
 pub const FIELD_ABSENT: u32 = u32::MAX;
 
-impl ReceiveResetOffsets {
-    /// All fields absent: the program records nothing until userspace fills it in.
+/// Where the fields of one tracepoint sit in its raw record on the running kernel, as
+/// byte offsets read from `/sys/kernel/tracing/events/<group>/<name>/format`; never
+/// hard-coded. [`FIELD_ABSENT`] marks a field this tracepoint (on this kernel) lacks.
+///
+/// Layout invariant: 80 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpLayout {
+    /// Non-zero when userspace filled this layout in; a program with an unfilled layout
+    /// records nothing.
+    pub present: u32,
+    pub skaddr: u32,
+    pub skbaddr: u32,
+    pub sport: u32,
+    pub dport: u32,
+    pub family: u32,
+    pub protocol: u32,
+    /// `__u8 saddr[4]` / `daddr[4]`.
+    pub saddr: u32,
+    pub daddr: u32,
+    /// `__u8 saddr_v6[16]` / `daddr_v6[16]`.
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
+    /// `__u8 saddr[sizeof(struct sockaddr_in6)]`: a whole socket address (family, port,
+    /// address), as `tcp_send_reset` stores it on recent kernels.
+    pub sockaddr_src: u32,
+    pub sockaddr_dst: u32,
+    pub sock_cookie: u32,
+    /// `state` or `oldstate`.
+    pub state: u32,
+    pub new_state: u32,
+    pub reason: u32,
+    /// `error` or `err`.
+    pub error: u32,
+    pub rx_sk: u32,
+    pub location: u32,
+}
+const _: () = assert!(size_of::<TpLayout>() == 80);
+
+impl TpLayout {
+    /// Nothing known: the program records nothing until userspace fills it in.
     pub const ABSENT: Self = Self {
+        present: 0,
         skaddr: FIELD_ABSENT,
+        skbaddr: FIELD_ABSENT,
         sport: FIELD_ABSENT,
         dport: FIELD_ABSENT,
         family: FIELD_ABSENT,
+        protocol: FIELD_ABSENT,
         saddr: FIELD_ABSENT,
         daddr: FIELD_ABSENT,
         saddr_v6: FIELD_ABSENT,
         daddr_v6: FIELD_ABSENT,
+        sockaddr_src: FIELD_ABSENT,
+        sockaddr_dst: FIELD_ABSENT,
         sock_cookie: FIELD_ABSENT,
+        state: FIELD_ABSENT,
+        new_state: FIELD_ABSENT,
+        reason: FIELD_ABSENT,
+        error: FIELD_ABSENT,
+        rx_sk: FIELD_ABSENT,
+        location: FIELD_ABSENT,
+    };
+}
+
+/// Number of slots in [`Layouts::tp`] (kind values are 1..=7; slot 0 is unused).
+pub const LAYOUT_SLOTS: usize = 8;
+
+/// The layouts of every tracepoint, indexed by [`EventKind`] value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layouts {
+    pub tp: [TpLayout; LAYOUT_SLOTS],
+}
+
+impl Layouts {
+    /// Every layout absent.
+    pub const ABSENT: Self = Self {
+        tp: [TpLayout::ABSENT; LAYOUT_SLOTS],
+    };
+}
+
+/// How many ports and addresses a [`Filter`] holds.
+pub const FILTER_PORTS: usize = 16;
+/// See [`FILTER_PORTS`].
+pub const FILTER_ADDRS: usize = 4;
+
+/// In-kernel filter, set by userspace before loading. An event passes when (no ports are
+/// given, or its local or remote port is one of them) and (no addresses are given, or
+/// its local or remote address is one of them). Drops (`kfree_skb`) carry no tuple: they
+/// pass only when they name a receiving socket (`rx_sk`), and userspace keeps those whose
+/// socket it tracks.
+///
+/// Layout invariant: 120 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub ports: [u16; FILTER_PORTS],
+    pub nports: u32,
+    pub naddrs: u32,
+    /// IPv4 addresses in the first four bytes.
+    pub addrs: [[u8; 16]; FILTER_ADDRS],
+    /// [`AF_INET`] or [`AF_INET6`] per address.
+    pub addr_families: [u16; FILTER_ADDRS],
+    /// Non-zero: also record drops without a receiving socket (host-wide; noisy).
+    pub all_drops: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Filter>() == 120);
+
+impl Filter {
+    /// Everything passes.
+    pub const ALL: Self = Self {
+        ports: [0; FILTER_PORTS],
+        nports: 0,
+        naddrs: 0,
+        addrs: [[0; 16]; FILTER_ADDRS],
+        addr_families: [0; FILTER_ADDRS],
+        all_drops: 0,
         _pad: 0,
     };
 }
@@ -133,26 +261,57 @@ pub enum StatSlot {
     ReserveFailed = 1,
     /// A field read from the tracepoint record failed.
     ReadFailed = 2,
+    /// Events the in-kernel filter discarded.
+    Filtered = 3,
+    /// The tracked-socket map was full: a socket's later events may be filtered out.
+    TrackFull = 4,
 }
 /// Number of [`StatSlot`]s.
-pub const STAT_SLOTS: u32 = 3;
+pub const STAT_SLOTS: u32 = 5;
+
+/// Capacity of the kernel's tracked-socket map (sockets alive at once that matched the
+/// filter).
+pub const TRACKED_SOCKETS: u32 = 1 << 18;
+
+/// Slots of the per-CPU `DROP_REASONS` array: host-wide IP packet drops counted by
+/// `skb_drop_reason` value (whatever the filter), values at or above this are folded
+/// into the last slot.
+pub const DROP_REASON_SLOTS: u32 = 256;
 
 /// Name of the ring buffer map in the object file.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU statistics array in the object file.
 pub const STATS_MAP: &str = "STATS";
-/// Name of the global holding [`ReceiveResetOffsets`].
-pub const RECEIVE_RESET_OFFSETS_GLOBAL: &str = "RECEIVE_RESET_OFFSETS";
-/// Name of the `tcp:tcp_receive_reset` program in the object file.
-pub const PROG_RECEIVE_RESET: &str = "tcp_receive_reset";
+/// Name of the per-CPU drop-reason histogram in the object file.
+pub const DROP_REASONS_MAP: &str = "DROP_REASONS";
+/// Name of the global holding [`Layouts`].
+pub const LAYOUTS_GLOBAL: &str = "LAYOUTS";
+/// Name of the global holding the [`Filter`].
+pub const FILTER_GLOBAL: &str = "FILTER";
 
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: each type is #[repr(C)], Copy, built only from integers and integer
     // arrays, with explicit padding fields and no implicit padding (see the size asserts),
     // so every bit pattern is a valid value.
-    unsafe impl aya::Pod for super::EventInfo {}
     unsafe impl aya::Pod for super::Tuple {}
-    unsafe impl aya::Pod for super::ResetEvent {}
-    unsafe impl aya::Pod for super::ReceiveResetOffsets {}
+    unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::TpLayout {}
+    unsafe impl aya::Pod for super::Layouts {}
+    unsafe impl aya::Pod for super::Filter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_u32() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::try_from(k as u32), Ok(k));
+            assert!((k as usize) < LAYOUT_SLOTS);
+        }
+        assert_eq!(EventKind::try_from(0), Err(0));
+        assert_eq!(EventKind::try_from(8), Err(8));
+    }
 }

@@ -5,16 +5,27 @@
 
 mod probes;
 
-use analyzer_common::{STAT_SLOTS, StatSlot};
+use analyzer_common::{DROP_REASON_SLOTS, STAT_SLOTS, StatSlot, TRACKED_SOCKETS};
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
 
-/// Every event goes through this ring buffer (4 MiB: ~58k reset events of 72 bytes
-/// before the consumer must drain).
+/// Every event goes through this ring buffer (16 MiB: ~140k events of 112 bytes plus
+/// an 8-byte header each before the consumer must drain).
 #[map(name = "EVENTS")]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+
+/// Sockets (by kernel address) that passed the filter once: their later events pass
+/// whatever their tuple then says (a failed connect clears the ports before the socket
+/// is destroyed), and drops naming them as receiving socket pass too. Removed at
+/// `tcp_destroy_sock`.
+#[map(name = "TRACKED")]
+static TRACKED: HashMap<u64, u8> = HashMap::with_max_entries(TRACKED_SOCKETS, 0);
+
+/// Per-CPU histogram of host-wide IP packet drops by `skb_drop_reason` value.
+#[map(name = "DROP_REASONS")]
+static DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_REASON_SLOTS, 0);
 
 /// Per-CPU counters indexed by [`StatSlot`]: emitted events, reserve failures, read
 /// failures. Lost evidence is counted, never silent.

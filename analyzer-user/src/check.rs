@@ -267,7 +267,7 @@ fn tracepoint_items(items: &mut Vec<Item>, root: Option<&Path>) -> bool {
 }
 
 fn load_item(root: &Path) -> Item {
-    match Probes::attach(root) {
+    match Probes::attach(root, &crate::probe::FilterConfig::default()) {
         Ok(p) => item(
             "test program loads",
             Status::Ok,

@@ -28,6 +28,10 @@ pub enum Error {
         field: &'static str,
         problem: String,
     },
+    #[error("no tracepoint could be attached: {missing}")]
+    NothingAttached { missing: String },
+    #[error("{what}")]
+    Config { what: String },
     #[error("loading the eBPF object")]
     Load(#[source] aya::EbpfError),
     #[error("{what}")]

@@ -96,7 +96,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 async fn attach(duration: Option<Duration>, raw_events: Option<PathBuf>) -> Result<ExitCode> {
     let mount = tracefs::ensure_mounted().context("tracefs")?;
-    let mut probes = Probes::attach(mount.path()).context("attach the kernel probes")?;
+    let mut probes = Probes::attach(mount.path(), &analyzer::probe::FilterConfig::default())
+        .context("attach the kernel probes")?;
     let rep = probes.report();
     eprintln!("attached: {}", rep.attached.join(", "));
     for m in &rep.missing {
@@ -154,8 +155,8 @@ fn write_batch(
 ) -> Result<()> {
     for ev in batch.drain(..) {
         *total += 1;
-        match ev {
-            KernelEvent::ReceiveReset(_) => *resets += 1,
+        if ev.event == analyzer_common::EventKind::ReceiveReset {
+            *resets += 1;
         }
         if let Some(o) = out.as_mut() {
             serde_json::to_writer(&mut **o, &ev).context("write event")?;

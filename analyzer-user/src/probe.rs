@@ -10,21 +10,24 @@ use std::{
     path::Path,
 };
 
+use std::net::IpAddr;
+
 use analyzer_common::{
-    FIELD_ABSENT, PROG_RECEIVE_RESET, RECEIVE_RESET_OFFSETS_GLOBAL, ReceiveResetOffsets, STATS_MAP,
-    StatSlot,
+    AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EventKind, FIELD_ABSENT, FILTER_ADDRS,
+    FILTER_GLOBAL, FILTER_PORTS, Filter, LAYOUTS_GLOBAL, Layouts, STATS_MAP, StatSlot, TpLayout,
 };
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
     Error,
     event::{Clock, KernelEvent, decode},
+    names::KernelNames,
     tracefs::Format,
 };
 
@@ -38,37 +41,139 @@ pub struct Tracepoint {
     pub name: &'static str,
     #[serde(skip)]
     pub program: &'static str,
+    #[serde(skip)]
+    pub kind: EventKind,
+}
+
+impl Tracepoint {
+    /// `group:name`.
+    pub fn full_name(&self) -> String {
+        format!("{}:{}", self.group, self.name)
+    }
 }
 
 /// Every tracepoint the analyzer attaches to.
-pub const TRACEPOINTS: &[Tracepoint] = &[Tracepoint {
-    group: "tcp",
-    name: "tcp_receive_reset",
-    program: PROG_RECEIVE_RESET,
-}];
+pub const TRACEPOINTS: &[Tracepoint] = &[
+    Tracepoint {
+        group: "sock",
+        name: "inet_sock_set_state",
+        program: "inet_sock_set_state",
+        kind: EventKind::StateChange,
+    },
+    Tracepoint {
+        group: "tcp",
+        name: "tcp_receive_reset",
+        program: "tcp_receive_reset",
+        kind: EventKind::ReceiveReset,
+    },
+    Tracepoint {
+        group: "tcp",
+        name: "tcp_send_reset",
+        program: "tcp_send_reset",
+        kind: EventKind::SendReset,
+    },
+    Tracepoint {
+        group: "tcp",
+        name: "tcp_retransmit_skb",
+        program: "tcp_retransmit_skb",
+        kind: EventKind::Retransmit,
+    },
+    Tracepoint {
+        group: "tcp",
+        name: "tcp_destroy_sock",
+        program: "tcp_destroy_sock",
+        kind: EventKind::DestroySock,
+    },
+    Tracepoint {
+        group: "sock",
+        name: "inet_sk_error_report",
+        program: "inet_sk_error_report",
+        kind: EventKind::ErrorReport,
+    },
+    Tracepoint {
+        group: "skb",
+        name: "kfree_skb",
+        program: "kfree_skb",
+        kind: EventKind::Drop,
+    },
+];
 
 /// A tracepoint that could not be used, and why.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Missing {
     pub tracepoint: String,
     pub reason: String,
 }
 
 /// Which probes are attached and which are missing on this kernel.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AttachReport {
     pub attached: Vec<String>,
     pub missing: Vec<Missing>,
 }
 
 /// Counters summed over CPUs from the programs' `STATS` map.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeStats {
     pub emitted: u64,
     /// Ring buffer full: events lost in the kernel.
     pub reserve_failed: u64,
     /// A tracepoint field could not be read.
     pub read_failed: u64,
+    /// Discarded by the in-kernel filter.
+    pub filtered: u64,
+    /// The kernel's tracked-socket map was full (later events of those sockets may
+    /// have been filtered out).
+    pub track_full: u64,
+}
+
+/// What the kernel programs record: ports and addresses (either end of a connection).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterConfig {
+    /// Local or remote ports; empty means every port.
+    pub ports: Vec<u16>,
+    /// Local or remote addresses; empty means every address.
+    pub addrs: Vec<IpAddr>,
+    /// Also record packet drops that name no receiving socket (host-wide).
+    pub all_drops: bool,
+}
+
+impl FilterConfig {
+    /// The kernel form. Errors when more ports or addresses are given than it holds.
+    pub fn to_kernel(&self) -> Result<Filter, String> {
+        if self.ports.len() > FILTER_PORTS {
+            return Err(format!(
+                "at most {FILTER_PORTS} ports can be filtered in the kernel, got {}",
+                self.ports.len()
+            ));
+        }
+        if self.addrs.len() > FILTER_ADDRS {
+            return Err(format!(
+                "at most {FILTER_ADDRS} addresses can be filtered in the kernel, got {}",
+                self.addrs.len()
+            ));
+        }
+        let mut f = Filter::ALL;
+        for (i, p) in self.ports.iter().enumerate() {
+            f.ports[i] = *p;
+        }
+        f.nports = self.ports.len() as u32;
+        for (i, a) in self.addrs.iter().enumerate() {
+            match a {
+                IpAddr::V4(v4) => {
+                    f.addrs[i][..4].copy_from_slice(&v4.octets());
+                    f.addr_families[i] = AF_INET;
+                }
+                IpAddr::V6(v6) => {
+                    f.addrs[i] = v6.octets();
+                    f.addr_families[i] = AF_INET6;
+                }
+            }
+        }
+        f.naddrs = self.addrs.len() as u32;
+        f.all_drops = u32::from(self.all_drops);
+        Ok(f)
+    }
 }
 
 /// Loaded and attached programs. Dropping it detaches everything.
@@ -76,8 +181,10 @@ pub struct Probes {
     // Keeps programs, links and maps alive.
     _ebpf: Ebpf,
     stats: PerCpuArray<MapData, u64>,
+    drop_reasons: PerCpuArray<MapData, u64>,
     reader: Option<EventReader>,
     report: AttachReport,
+    names: KernelNames,
 }
 
 impl std::fmt::Debug for Probes {
@@ -90,61 +197,89 @@ impl std::fmt::Debug for Probes {
 
 impl Probes {
     /// Reads tracepoint layouts under the tracefs mount `tracefs`, loads the embedded
-    /// object with them and attaches every program whose tracepoint exists.
-    pub fn attach(tracefs: &Path) -> Result<Self, Error> {
+    /// object with them and the filter, and attaches every program whose tracepoint
+    /// exists on this kernel. A missing tracepoint is reported; the rest still attach.
+    pub fn attach(tracefs: &Path, filter: &FilterConfig) -> Result<Self, Error> {
         let mut report = AttachReport::default();
-        let rr_offsets = match receive_reset_offsets(tracefs) {
-            Ok(o) => Some(o),
-            Err(e) => {
-                report.missing.push(Missing {
-                    tracepoint: "tcp:tcp_receive_reset".into(),
+        let mut layouts = Layouts::ABSENT;
+        for tp in TRACEPOINTS {
+            match tracepoint_layout(tracefs, tp) {
+                Ok(l) => layouts.tp[tp.kind as usize] = l,
+                Err(e) => report.missing.push(Missing {
+                    tracepoint: tp.full_name(),
                     reason: error_chain(&e),
-                });
-                None
+                }),
             }
-        };
-        let rr_global = rr_offsets.unwrap_or(ReceiveResetOffsets::ABSENT);
+        }
+        let kfilter = filter.to_kernel().map_err(|what| Error::Config { what })?;
         let mut ebpf = EbpfLoader::new()
-            .override_global(RECEIVE_RESET_OFFSETS_GLOBAL, &rr_global, true)
+            .override_global(LAYOUTS_GLOBAL, &layouts, true)
+            .override_global(FILTER_GLOBAL, &kfilter, true)
             .load(OBJECT)
             .map_err(Error::Load)?;
 
         for tp in TRACEPOINTS {
-            let full = format!("{}:{}", tp.group, tp.name);
+            let full = tp.full_name();
             if report.missing.iter().any(|m| m.tracepoint == full) {
                 continue;
             }
-            attach_one(&mut ebpf, tp)?;
-            report.attached.push(full);
+            match attach_one(&mut ebpf, tp) {
+                Ok(()) => report.attached.push(full),
+                Err(e) => report.missing.push(Missing {
+                    tracepoint: full,
+                    reason: error_chain(&e),
+                }),
+            }
+        }
+        if report.attached.is_empty() {
+            return Err(Error::NothingAttached {
+                missing: report
+                    .missing
+                    .iter()
+                    .map(|m| format!("{} ({})", m.tracepoint, m.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
         }
 
-        let stats = PerCpuArray::try_from(take_map(&mut ebpf, STATS_MAP)?).map_err(|source| {
-            Error::Map {
-                what: format!("open map {STATS_MAP}"),
+        let per_cpu = |ebpf: &mut Ebpf, name: &str| -> Result<PerCpuArray<MapData, u64>, Error> {
+            PerCpuArray::try_from(take_map(ebpf, name)?).map_err(|source| Error::Map {
+                what: format!("open map {name}"),
                 source,
-            }
-        })?;
+            })
+        };
+        let stats = per_cpu(&mut ebpf, STATS_MAP)?;
+        let drop_reasons = per_cpu(&mut ebpf, DROP_REASONS_MAP)?;
         let ring = RingBuf::try_from(take_map(&mut ebpf, analyzer_common::EVENTS_MAP)?).map_err(
             |source| Error::Map {
                 what: "open ring buffer EVENTS".into(),
                 source,
             },
         )?;
+        let names = KernelNames::load(tracefs, Path::new("/sys/kernel/btf/vmlinux"));
         Ok(Self {
             _ebpf: ebpf,
             stats,
+            drop_reasons,
             reader: Some(EventReader {
                 ring,
                 clock: Clock::now(),
+                names: names.clone(),
                 decode_errors: 0,
             }),
             report,
+            names,
         })
     }
 
     /// What attached and what is missing.
     pub fn report(&self) -> &AttachReport {
         &self.report
+    }
+
+    /// This kernel's names for states and reasons.
+    pub fn names(&self) -> &KernelNames {
+        &self.names
     }
 
     /// Takes the event reader (once).
@@ -168,7 +303,25 @@ impl Probes {
             emitted: slot(StatSlot::Emitted)?,
             reserve_failed: slot(StatSlot::ReserveFailed)?,
             read_failed: slot(StatSlot::ReadFailed)?,
+            filtered: slot(StatSlot::Filtered)?,
+            track_full: slot(StatSlot::TrackFull)?,
         })
+    }
+
+    /// Host-wide IP packet drops so far, by reason value (non-zero slots only).
+    pub fn drop_reason_counts(&self) -> Result<Vec<(u32, u64)>, Error> {
+        let mut out = Vec::new();
+        for r in 0..DROP_REASON_SLOTS {
+            let per_cpu = self.drop_reasons.get(&r, 0).map_err(|source| Error::Map {
+                what: "read DROP_REASONS".into(),
+                source,
+            })?;
+            let n: u64 = per_cpu.iter().sum();
+            if n > 0 {
+                out.push((r, n));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -180,7 +333,7 @@ fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
 }
 
 fn attach_one(ebpf: &mut Ebpf, tp: &Tracepoint) -> Result<(), Error> {
-    let full = format!("{}:{}", tp.group, tp.name);
+    let full = tp.full_name();
     let prog: &mut TracePoint = ebpf
         .program_mut(tp.program)
         .ok_or_else(|| Error::MissingObject {
@@ -204,25 +357,63 @@ fn attach_one(ebpf: &mut Ebpf, tp: &Tracepoint) -> Result<(), Error> {
     Ok(())
 }
 
-/// Offsets of `tcp:tcp_receive_reset` on this kernel, from its format file.
-pub fn receive_reset_offsets(tracefs: &Path) -> Result<ReceiveResetOffsets, Error> {
-    let f = Format::read(tracefs, "tcp", "tcp_receive_reset")?;
-    let opt = |name, size| -> Result<u32, Error> {
+/// Where the fields of `tp` sit on this kernel, from its format file. Fields are found
+/// by name and size, whatever the tracepoint; what the program needs must be there.
+pub fn tracepoint_layout(tracefs: &Path, tp: &Tracepoint) -> Result<TpLayout, Error> {
+    let f = Format::read(tracefs, tp.group, tp.name)?;
+    layout_from_format(&f, tp.kind)
+}
+
+/// See [`tracepoint_layout`]; separate for tests.
+pub fn layout_from_format(f: &Format, kind: EventKind) -> Result<TpLayout, Error> {
+    let opt = |name: &'static str, size| -> Result<u32, Error> {
         Ok(f.offset_sized(name, size)?.unwrap_or(FIELD_ABSENT))
     };
-    Ok(ReceiveResetOffsets {
-        skaddr: f.require("skaddr", 8)?,
-        sport: f.require("sport", 2)?,
-        dport: f.require("dport", 2)?,
-        family: f.require("family", 2)?,
-        saddr: f.require("saddr", 4)?,
-        daddr: f.require("daddr", 4)?,
-        saddr_v6: opt("saddr_v6", 16)?,
-        daddr_v6: opt("daddr_v6", 16)?,
-        // Older kernels (before 5.x) have no cookie in this record.
-        sock_cookie: opt("sock_cookie", 8)?,
-        _pad: 0,
-    })
+    let either = |a: &'static str, b: &'static str, size| -> Result<u32, Error> {
+        let x = opt(a, size)?;
+        if x != FIELD_ABSENT {
+            Ok(x)
+        } else {
+            opt(b, size)
+        }
+    };
+    let mut l = TpLayout::ABSENT;
+    l.present = 1;
+    l.skaddr = opt("skaddr", 8)?;
+    l.skbaddr = opt("skbaddr", 8)?;
+    l.sock_cookie = opt("sock_cookie", 8)?;
+    l.protocol = opt("protocol", 2)?;
+    l.state = either("state", "oldstate", 4)?;
+    l.new_state = opt("newstate", 4)?;
+    l.reason = opt("reason", 4)?;
+    l.error = either("error", "err", 4)?;
+    l.rx_sk = opt("rx_sk", 8)?;
+    l.location = opt("location", 8)?;
+    if kind == EventKind::Drop {
+        if l.reason == FIELD_ABSENT || l.protocol == FIELD_ABSENT {
+            return Err(Error::FormatField {
+                tracepoint: f.tracepoint.clone(),
+                field: "reason",
+                problem: "or `protocol` is missing (kernel older than 5.17?)".into(),
+            });
+        }
+        return Ok(l);
+    }
+    // Addresses: separate fields, or whole socket addresses (tcp_send_reset on 6.x).
+    let sockaddr_size = |name: &str| f.fields.get(name).map(|x| x.size);
+    if sockaddr_size("saddr").is_some_and(|s| s >= 16) {
+        l.sockaddr_src = f.fields["saddr"].offset;
+        l.sockaddr_dst = f.require_min("daddr", 16)?;
+    } else {
+        l.sport = f.require("sport", 2)?;
+        l.dport = f.require("dport", 2)?;
+        l.family = f.require("family", 2)?;
+        l.saddr = f.require("saddr", 4)?;
+        l.daddr = f.require("daddr", 4)?;
+        l.saddr_v6 = opt("saddr_v6", 16)?;
+        l.daddr_v6 = opt("daddr_v6", 16)?;
+    }
+    Ok(l)
 }
 
 /// An error and its sources on one line.
@@ -241,6 +432,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 pub struct EventReader {
     ring: RingBuf<MapData>,
     clock: Clock,
+    names: KernelNames,
     decode_errors: u64,
 }
 
@@ -259,7 +451,7 @@ impl EventReader {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             n += 1;
-            match decode(&item, self.clock) {
+            match decode(&item, self.clock, &self.names) {
                 Ok(ev) => out.push(ev),
                 Err(e) => {
                     self.decode_errors += 1;

@@ -184,6 +184,25 @@ impl Format {
     }
 }
 
+impl Format {
+    /// The offset of `name`, which must exist with at least `min_size` bytes.
+    pub fn require_min(&self, name: &'static str, min_size: u32) -> Result<u32, Error> {
+        match self.fields.get(name) {
+            Some(f) if f.size >= min_size => Ok(f.offset),
+            Some(f) => Err(Error::FormatField {
+                tracepoint: self.tracepoint.clone(),
+                field: name,
+                problem: format!("is {} bytes, expected at least {min_size}", f.size),
+            }),
+            None => Err(Error::FormatField {
+                tracepoint: self.tracepoint.clone(),
+                field: name,
+                problem: "is missing".to_owned(),
+            }),
+        }
+    }
+}
+
 /// The path of a tracepoint's `format` file under a tracefs mount.
 pub fn format_path(root: &Path, group: &str, name: &str) -> PathBuf {
     root.join("events").join(group).join(name).join("format")
