@@ -33,6 +33,12 @@ enum Task {
     /// Everything CI runs: setup, build-ebpf, fmt, clippy -D warnings, all tests
     /// (privileged ones included: run as root).
     Test,
+    /// Run every fuzz target for a bounded time (libFuzzer via cargo-fuzz, nightly).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+    },
     /// Start the fault-injecting testbed on loopback, drive traffic at each fault with the
     /// analyzer attached, and print what was seen.
     Demo,
@@ -54,6 +60,7 @@ fn run() -> Result<()> {
         Task::BuildEbpf { release } => ebpf::build(release),
         Task::Test => test(),
         Task::Demo => demo::run(),
+        Task::Fuzz { seconds } => fuzz(seconds),
     }
 }
 
@@ -91,5 +98,27 @@ fn test() -> Result<()> {
             .args(["test", "--workspace", "--no-fail-fast"])
             .current_dir(&root),
     )?;
+    fuzz(FUZZ_SECONDS_IN_TEST)?;
+    Ok(())
+}
+
+/// Seconds per fuzz target in `cargo xtask test`.
+const FUZZ_SECONDS_IN_TEST: u32 = 20;
+
+/// The cargo-fuzz targets in `fuzz/` (see fuzz/Cargo.toml).
+const FUZZ_TARGETS: &[&str] = &["targets", "h2frame"];
+
+/// Runs each fuzz target for `seconds`; a crash fails the run and leaves the input
+/// under fuzz/artifacts/.
+fn fuzz(seconds: u32) -> Result<()> {
+    let dir = sh::workspace_root().join("fuzz");
+    for t in FUZZ_TARGETS {
+        sh::run(
+            ebpf::nightly_cargo()
+                .args(["fuzz", "run", t, "--"])
+                .arg(format!("-max_total_time={seconds}"))
+                .current_dir(&dir),
+        )?;
+    }
     Ok(())
 }

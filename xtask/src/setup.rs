@@ -23,6 +23,7 @@ pub fn run() -> Result<()> {
     rust_src()?;
     apt()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     eprintln!("setup: done");
     Ok(())
 }
@@ -124,5 +125,16 @@ fn bpf_linker() -> Result<()> {
     if !bpf_linker_ok() {
         bail!("bpf-linker was installed but does not run: is ~/.cargo/bin on PATH?");
     }
+    Ok(())
+}
+
+/// cargo-fuzz, for the bounded fuzzing runs of `cargo xtask test` (libFuzzer, nightly).
+fn cargo_fuzz() -> Result<()> {
+    if sh::succeeds(sh::cargo().args(["fuzz", "--version"])) {
+        eprintln!("setup: cargo-fuzz: present");
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz (about 1 minute)");
+    sh::run(sh::cargo().args(["install", "cargo-fuzz", "--locked"]))?;
     Ok(())
 }
