@@ -7,6 +7,7 @@
 pub mod check;
 mod error;
 pub mod event;
+pub mod host;
 pub mod names;
 pub mod probe;
 pub mod tracefs;
