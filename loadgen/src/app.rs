@@ -14,11 +14,23 @@ use crate::{
 
 /// Exit code when a threshold is violated (documented in `--help`).
 pub const EXIT_THRESHOLD: u8 = 3;
+/// Exit code for bad usage (flags that do not make sense), as clap uses.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The exit code for an error: usage mistakes (bad flags, rates, thresholds) exit 2,
+/// everything else (unreadable or malformed files, unreachable hosts) 1.
+pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    use crate::cli::ConfigError;
+    match e.downcast_ref::<ConfigError>() {
+        Some(ConfigError::Usage(_) | ConfigError::Rate(_)) => ExitCode::from(EXIT_USAGE),
+        _ => ExitCode::FAILURE,
+    }
+}
 
 /// `loadgen attack`.
 pub fn attack(a: &AttackArgs) -> Result<ExitCode> {
     let cfg = to_config(a)?;
-    let thresholds = a.thresholds.parse().map_err(anyhow::Error::msg)?;
+    let thresholds = a.thresholds.parse()?;
     let config = config_json(a, &cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,7 +72,7 @@ pub fn report(r: &ReportArgs) -> Result<ExitCode> {
 }
 
 fn thresholds_of(t: &ThresholdArgs) -> Result<Vec<thresholds::Threshold>> {
-    t.parse().map_err(anyhow::Error::msg)
+    Ok(t.parse()?)
 }
 
 fn finish(

@@ -175,13 +175,20 @@ pub struct ThresholdArgs {
 
 impl ThresholdArgs {
     /// Parses every threshold flag.
-    pub fn parse(&self) -> Result<Vec<Threshold>, String> {
+    /// `--fail-under` takes ratios only and `--max-latency` latencies only.
+    pub fn parse(&self) -> Result<Vec<Threshold>, ConfigError> {
         let mut out = Vec::new();
         for s in &self.fail_under {
-            out.push(s.parse().map_err(|e| format!("--fail-under {s}: {e}"))?);
+            out.push(
+                Threshold::parse_fail_under(s)
+                    .map_err(|e| usage(format!("--fail-under {s}: {e}")))?,
+            );
         }
         for s in &self.max_latency {
-            out.push(s.parse().map_err(|e| format!("--max-latency {s}: {e}"))?);
+            out.push(
+                Threshold::parse_max_latency(s)
+                    .map_err(|e| usage(format!("--max-latency {s}: {e}")))?,
+            );
         }
         Ok(out)
     }

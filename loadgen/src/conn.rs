@@ -179,7 +179,16 @@ pub async fn handshake(
             facts,
         )),
         Ok(Err(e)) => {
-            let (class, msg) = classify_handshake_error(&e);
+            let (mut class, msg) = classify_handshake_error(&e);
+            // rustls checks the chain before the name: a proxy's self-signed default
+            // certificate fails as untrusted first. When the certificate presented does
+            // not even name the SNI sent, the name is the finding that matters.
+            if matches!(class, Class::TlsCertUntrusted | Class::TlsCertExpired)
+                && let (Some(sni), Some(cert)) = (facts.sni.as_deref(), facts.cert.as_ref())
+                && !tls::names_cover(&cert.names, sni)
+            {
+                class = Class::TlsCertNameMismatch;
+            }
             facts.error = Some(msg.clone());
             Err((fail(class, msg), facts))
         }

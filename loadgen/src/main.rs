@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("loadgen: error: {e:#}");
-            ExitCode::FAILURE
+            loadgen::app::exit_code_for(&e)
         }
     }
 }

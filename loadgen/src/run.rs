@@ -414,11 +414,18 @@ async fn user(
     };
     let cap = usize::MAX;
     let stop_for_wait = stop.clone();
+    // Waits out a ramp delay or a think time; true when the run ends first (a stop, or
+    // the deadline falling inside the wait).
     let wait = |d: Duration| {
         let mut stop = stop_for_wait.clone();
         async move {
+            let until = Instant::now() + d;
+            let (until, ends_run) = match deadline {
+                Some(dl) if dl <= until => (dl, true),
+                _ => (until, false),
+            };
             tokio::select! {
-                () = tokio::time::sleep(d) => false,
+                () = tokio::time::sleep_until(until.into()) => ends_run,
                 _ = stop.changed() => true,
             }
         }

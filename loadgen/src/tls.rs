@@ -333,9 +333,38 @@ pub fn classify_tls_error(e: &TlsError) -> Option<Class> {
     })
 }
 
+/// True when one of a certificate's subjectAltNames matches `host` (case-insensitive;
+/// a leading `*.` label matches exactly one label, as RFC 6125 allows).
+pub fn names_cover(names: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    names.iter().any(|n| {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        match n.strip_prefix("*.") {
+            Some(suffix) => host
+                .split_once('.')
+                .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
+            None => n == host,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_cover_exact_and_single_label_wildcards() {
+        let names = vec!["api.example.com".to_owned(), "*.svc.example.com".to_owned()];
+        assert!(names_cover(&names, "API.example.com."));
+        assert!(names_cover(&names, "a.svc.example.com"));
+        assert!(!names_cover(&names, "a.b.svc.example.com"));
+        assert!(!names_cover(&names, "svc.example.com"));
+        assert!(!names_cover(
+            &["TRAEFIK DEFAULT CERT".to_owned()],
+            "pokt.ai"
+        ));
+        assert!(!names_cover(&[], "x"));
+    }
 
     #[test]
     fn classifies_certificate_errors() {

@@ -177,8 +177,28 @@ fn unresolvable_host_and_bad_flags_are_clear_errors() {
         "--duration",
         "1s",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a bad rate is a usage error");
     assert!(stderr(&out).contains("fast"), "{}", stderr(&out));
+    // A latency limit given to --fail-under (and the reverse) is refused, not guessed.
+    for (flag, value) in [("--fail-under", "p95=1s"), ("--max-latency", "success=99%")] {
+        let out = loadgen(&[
+            "attack",
+            "http://127.0.0.1/",
+            "--rate",
+            "1",
+            "--duration",
+            "1s",
+            flag,
+            value,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(flag), "{}", stderr(&out));
+    }
     let out = loadgen(&[
         "attack",
         "http://127.0.0.1/",
@@ -232,4 +252,29 @@ fn interrupt_stops_gracefully_and_writes_everything() {
         .count() as u64;
     assert_eq!(reqs, n, "the events file holds every counted request");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Requests"));
+}
+
+#[test]
+fn closed_model_users_stop_at_the_deadline_even_mid_think_or_ramp() {
+    let bed = Bed::start(&["ok"]);
+    let url = bed.http_url("ok");
+    // Think 60 s and ramp 60 s against a 500 ms run: the users must not wait them out.
+    // Killed (no exit code) if still running after 30 s.
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_loadgen")).args([
+            "attack",
+            &url,
+            "--group",
+            "g:users=4:think=60s:ramp=60s",
+            "--duration",
+            "500ms",
+            "--quiet",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Requests"),
+        "the report is printed"
+    );
 }
