@@ -4,12 +4,19 @@
 //! Public surface: [`probe`] (load, attach, drain), [`event`] (decoded kernel events),
 //! [`check`] (host readiness), [`tracefs`] (tracepoint formats), [`Error`].
 
+pub mod attach;
 pub mod check;
 mod error;
 pub mod event;
 pub mod host;
+pub mod join;
 pub mod names;
+pub mod offline;
 pub mod probe;
+pub mod report;
+pub mod rules;
+pub mod session;
+pub mod table;
 pub mod tracefs;
 
 pub use error::Error;

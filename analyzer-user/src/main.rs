@@ -1,18 +1,13 @@
 //! The `analyzer` command line. Exit codes: 0 success, 1 failure (a failed `check`, or an
 //! error, printed with its causes), 2 bad usage (from clap).
-use std::{
-    fs::File,
-    io::{BufWriter, Write},
-    path::PathBuf,
-    process::ExitCode,
-    time::Duration,
-};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use analyzer::{
+    attach::AttachOptions,
     check,
-    event::KernelEvent,
-    probe::{Probes, error_chain},
-    tracefs,
+    offline::Format,
+    probe::{FilterConfig, error_chain},
+    session::{self, SessionOptions},
 };
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -38,16 +33,71 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Attach the kernel probes and record TCP evidence until Ctrl-C, SIGTERM or
-    /// --duration.
-    Attach {
-        /// Stop after this long (e.g. 30s, 33m).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<Duration>,
-        /// Write every kernel event as one JSON line to this file ("-" for stdout).
-        #[arg(long, value_name = "FILE")]
-        raw_events: Option<PathBuf>,
-    },
+    /// Attach the kernel probes beside a load run, until Ctrl-C, SIGTERM or --duration;
+    /// then join loadgen's events and write the ranked root-cause report.
+    Attach(AttachArgs),
+    /// Rebuild the report offline from a recorded kernel event file (`attach
+    /// --raw-events`) and loadgen's event files: the same correlation, post-mortem.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Kernel event file(s) written by `analyzer attach --raw-events`.
+    #[arg(long, value_name = "FILE", required = true)]
+    kernel: Vec<PathBuf>,
+    /// loadgen --events file(s) to join.
+    #[arg(long, value_name = "FILE")]
+    loadgen: Vec<PathBuf>,
+    /// text, json or markdown.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// List every connection, not only the failed ones.
+    #[arg(long)]
+    all: bool,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct AttachArgs {
+    /// Record only connections with this local or remote port (repeatable or
+    /// comma-separated; at most 16). Default: every port.
+    #[arg(long = "port", value_delimiter = ',')]
+    ports: Vec<u16>,
+    /// Record only connections with this local or remote address (repeatable; at most 4).
+    #[arg(long = "remote")]
+    remotes: Vec<IpAddr>,
+    /// Keep only sockets that this process connected (learned from the kernel's
+    /// SYN_SENT transition, which runs in the connecting process).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Stop after this long (e.g. 30s, 33m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// loadgen's --events file(s) to join by socket cookie at the end (repeatable).
+    #[arg(long = "loadgen-events", value_name = "FILE")]
+    loadgen_events: Vec<PathBuf>,
+    /// Write the JSON report here (atomically: a temporary file, then a rename).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write every kernel event as one JSON line to this file, after a header line
+    /// (`analyzer report --kernel` reads it).
+    #[arg(long, value_name = "FILE")]
+    raw_events: Option<PathBuf>,
+    /// Report on stdout as text, json or markdown.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Keep a record of every connection, not only the failed ones.
+    #[arg(long)]
+    all: bool,
+    /// Also record packet drops that name no receiving socket (host-wide, noisy).
+    #[arg(long)]
+    all_drops: bool,
+    /// No live counters on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
@@ -81,87 +131,76 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Attach {
-            duration,
-            raw_events,
-        } => {
+        Command::Attach(a) => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("start the tokio runtime")?;
-            rt.block_on(attach(duration, raw_events))
+            rt.block_on(attach(a))
+        }
+        Command::Report(r) => {
+            let text = analyzer::offline::report_offline(&r.kernel, &r.loadgen, r.format, r.all)?;
+            match &r.out {
+                Some(p) => write_atomic(p, text.as_bytes())?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn attach(duration: Option<Duration>, raw_events: Option<PathBuf>) -> Result<ExitCode> {
-    let mount = tracefs::ensure_mounted().context("tracefs")?;
-    let mut probes = Probes::attach(mount.path(), &analyzer::probe::FilterConfig::default())
-        .context("attach the kernel probes")?;
-    let rep = probes.report();
-    eprintln!("attached: {}", rep.attached.join(", "));
-    for m in &rep.missing {
-        eprintln!("missing: {} ({})", m.tracepoint, m.reason);
-    }
-    let mut out: Option<Box<dyn Write>> = match raw_events.as_deref() {
-        None => None,
-        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout().lock())),
-        Some(p) => Some(Box::new(BufWriter::new(
-            File::create(p).with_context(|| format!("create {}", p.display()))?,
-        ))),
+async fn attach(a: AttachArgs) -> Result<ExitCode> {
+    let opts = SessionOptions {
+        attach: AttachOptions {
+            filter: FilterConfig {
+                ports: a.ports,
+                addrs: a.remotes,
+                all_drops: a.all_drops,
+            },
+            pid: a.pid,
+            duration: a.duration,
+            raw_events: a.raw_events,
+            progress: !a.quiet,
+            ready: None,
+        },
+        loadgen_events: a.loadgen_events,
+        all: a.all,
     };
-    let mut reader = probes
-        .take_reader()
-        .context("event reader")?
-        .into_async()
-        .context("register the ring buffer with epoll")?;
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::MAX / 4));
-    tokio::pin!(deadline);
-    let mut batch: Vec<KernelEvent> = Vec::new();
-    let mut resets = 0u64;
-    let mut total = 0u64;
-    loop {
+    let stop = async move {
         tokio::select! {
-            r = reader.recv(&mut batch) => { r.context("read the ring buffer")?; }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
-            () = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
         }
-        write_batch(&mut batch, out.as_mut(), &mut total, &mut resets)?;
-    }
-    // Whatever arrived before the stop is still recorded.
-    reader.drain(&mut batch);
-    write_batch(&mut batch, out.as_mut(), &mut total, &mut resets)?;
-    if let Some(o) = out.as_mut() {
-        o.flush().context("flush the event file")?;
-    }
-    let stats = probes.stats()?;
+    };
+    let (outcome, report) = session::run(&opts, stop).await?;
     eprintln!(
-        "events: {total} (resets received: {resets}); lost in kernel: {} (ring full), \
-         field read failures: {}, undecodable: {}",
-        stats.reserve_failed,
-        stats.read_failed,
-        reader.decode_errors()
+        "events: {} ({}); lost in kernel: {} (ring full), field read failures: {}, \
+         undecodable: {}",
+        outcome.events,
+        outcome
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        outcome.stats.reserve_failed,
+        outcome.stats.read_failed,
+        outcome.decode_errors
     );
+    if let Some(p) = &a.out {
+        write_atomic(p, report.to_json().as_bytes())?;
+        eprintln!("report: {}", p.display());
+    }
+    print!("{}", report.render(a.format));
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_batch(
-    batch: &mut Vec<KernelEvent>,
-    mut out: Option<&mut Box<dyn Write>>,
-    total: &mut u64,
-    resets: &mut u64,
-) -> Result<()> {
-    for ev in batch.drain(..) {
-        *total += 1;
-        if ev.event == analyzer_common::EventKind::ReceiveReset {
-            *resets += 1;
-        }
-        if let Some(o) = out.as_mut() {
-            serde_json::to_writer(&mut **o, &ev).context("write event")?;
-            o.write_all(b"\n").context("write event")?;
-        }
-    }
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a
+/// reader never sees half a report.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
     Ok(())
 }

@@ -1,0 +1,388 @@
+//! `analyzer attach`: load and attach the probes, drain the ring buffer until stopped,
+//! hand every event to the caller (the correlation), optionally log it raw, show live
+//! counters, and sample the host's counters at start and end.
+//!
+//! The caller decides what to do with the events; this module owns the kernel side of a
+//! session and its bookkeeping, so the command line and the tests share one path.
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    future::Future,
+    io::{BufWriter, IsTerminal, Write},
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use analyzer_common::EventKind;
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::{
+    event::KernelEvent,
+    host::{self, CensusSummary, CounterDeltas, PortPressure, PortRange, Snapshot, SocketCensus},
+    names::{NameSources, TcpState},
+    offline::{KernelLogEnd, KernelLogHeader, KernelLogTrailer},
+    probe::{AttachReport, FilterConfig, ProbeStats, Probes},
+    report::Run,
+    rules::{DestPorts, HostEvidence},
+    tracefs,
+};
+
+/// How a session runs.
+#[derive(Clone, Debug, Default)]
+pub struct AttachOptions {
+    /// In-kernel filter (ports, addresses).
+    pub filter: FilterConfig,
+    /// Keep only sockets whose `connect()` ran in this process (learned from the
+    /// transition to SYN_SENT, which runs in the caller's context). Sockets connected
+    /// before the session, and server-side sockets, have no known pid and are left out.
+    pub pid: Option<u32>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Write every kept event as one JSON line here, after a header line.
+    pub raw_events: Option<PathBuf>,
+    /// Live counters on stderr.
+    pub progress: bool,
+    /// Told once the probes are attached (tests and drivers start their load then).
+    pub ready: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+/// What a session saw, besides the events themselves.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachOutcome {
+    pub attach: AttachReport,
+    pub stats: ProbeStats,
+    pub decode_errors: u64,
+    /// Events handed on (after the pid filter).
+    pub events: u64,
+    /// Events left out by the pid filter.
+    pub pid_filtered: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub kernel_release: String,
+    pub names: NameSources,
+    /// Host-wide IP packet drops during the session, by the kernel's reason name.
+    pub drop_reasons: BTreeMap<String, u64>,
+    /// Host counters (netstat/snmp) over the session; `None` when unreadable.
+    pub host_counters: Option<CounterDeltas>,
+    pub port_range: Option<PortRange>,
+    /// TCP sockets at the end of the session, by state and busiest destinations.
+    pub census: Option<CensusSummary>,
+    /// The destination closest to running out of local ports at the end.
+    pub worst_port_pressure: Option<PortPressure>,
+    /// Host facts that could not be read, with why.
+    pub host_errors: Vec<String>,
+}
+
+/// Live counters, also shown on stderr while attached.
+#[derive(Clone, Copy, Debug, Default)]
+struct Live {
+    events: u64,
+    resets_rx: u64,
+    resets_tx: u64,
+    retrans: u64,
+    syn_retrans: u64,
+    drops: u64,
+}
+
+/// Runs a session until `stop` resolves, the duration passes, or SIGTERM/SIGINT arrive
+/// (the caller's `stop` usually covers the signals). Every kept event goes to
+/// `on_event`, in ring-buffer order.
+pub async fn run(
+    opts: &AttachOptions,
+    stop: impl Future<Output = ()>,
+    mut on_event: impl FnMut(&KernelEvent),
+) -> Result<AttachOutcome> {
+    let mount = tracefs::ensure_mounted().context("tracefs")?;
+    let mut host_errors = Vec::new();
+    let host_before = Snapshot::read()
+        .map_err(|e| host_errors.push(format!("host counters at start: {e}")))
+        .ok();
+    let mut probes =
+        Probes::attach(mount.path(), &opts.filter).context("attach the kernel probes")?;
+    let start_unix_ns = unix_ns_now();
+    {
+        let rep = probes.report();
+        eprintln!("attached: {}", rep.attached.join(", "));
+        for m in &rep.missing {
+            eprintln!("missing: {} ({})", m.tracepoint, m.reason);
+        }
+    }
+    let mut raw = match &opts.raw_events {
+        None => None,
+        Some(p) => {
+            let mut w =
+                BufWriter::new(File::create(p).with_context(|| format!("create {}", p.display()))?);
+            let header = KernelLogHeader::new(
+                kernel_release(),
+                start_unix_ns,
+                probes.report().clone(),
+                opts.filter.clone(),
+                probes.names().sources.clone(),
+            );
+            w.write_all(header.to_line().as_bytes())
+                .with_context(|| format!("write {}", p.display()))?;
+            Some((p.clone(), w))
+        }
+    };
+    let mut reader = probes
+        .take_reader()
+        .context("event reader")?
+        .into_async()
+        .context("register the ring buffer with epoll")?;
+    let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(86_400 * 365)));
+    tokio::pin!(deadline);
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    if let Some(r) = &opts.ready {
+        let _ = r.send(());
+    }
+
+    let mut batch: Vec<KernelEvent> = Vec::new();
+    let mut live = Live::default();
+    let mut last_events = 0u64;
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    let mut pids: HashMap<u64, u32> = HashMap::new();
+    let mut pid_filtered = 0u64;
+    let mut open_sockets: HashMap<u64, ()> = HashMap::new();
+    loop {
+        let done = tokio::select! {
+            r = reader.recv(&mut batch) => { r.context("read the ring buffer")?; false }
+            () = &mut stop => true,
+            () = &mut deadline => true,
+            _ = tick.tick() => {
+                if opts.progress && started.elapsed() >= Duration::from_millis(900) {
+                    let stats = probes.stats().unwrap_or_default();
+                    let rate = live.events - last_events;
+                    last_events = live.events;
+                    show(tty, started.elapsed(), rate, open_sockets.len(), &live, stats.reserve_failed);
+                }
+                false
+            }
+        };
+        if done {
+            reader.drain(&mut batch);
+        }
+        for ev in batch.drain(..) {
+            if let Some(want) = opts.pid {
+                if ev.event == EventKind::StateChange && ev.new_state == Some(TcpState::SynSent) {
+                    pids.insert(ev.skaddr, ev.pid);
+                }
+                let keep = pids.get(&ev.skaddr).is_some_and(|p| *p == want);
+                if ev.event == EventKind::DestroySock {
+                    pids.remove(&ev.skaddr);
+                }
+                if !keep {
+                    pid_filtered += 1;
+                    continue;
+                }
+            }
+            count(&ev, &mut live, &mut open_sockets);
+            *by_kind.entry(kind_name(ev.event)).or_default() += 1;
+            if let Some((p, w)) = raw.as_mut() {
+                serde_json::to_writer(&mut *w, &ev)
+                    .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
+                    .with_context(|| format!("write {}", p.display()))?;
+            }
+            on_event(&ev);
+        }
+        if done {
+            break;
+        }
+    }
+    if opts.progress && tty {
+        eprintln!();
+    }
+    let end_unix_ns = unix_ns_now();
+    let stats = probes.stats()?;
+    let names = probes.names().clone();
+    let drop_reasons = probes
+        .drop_reason_counts()?
+        .into_iter()
+        .map(|(r, n)| (names.drop_reason(r), n))
+        .collect();
+    let host_counters = match (&host_before, Snapshot::read()) {
+        (Some(b), Ok(a)) => Some(host::delta(b, &a)),
+        (_, Err(e)) => {
+            host_errors.push(format!("host counters at end: {e}"));
+            None
+        }
+        (None, Ok(_)) => None,
+    };
+    let port_range = PortRange::read()
+        .map_err(|e| host_errors.push(format!("ephemeral port range: {e}")))
+        .ok();
+    let census = SocketCensus::read()
+        .map_err(|e| host_errors.push(format!("socket census: {e}")))
+        .ok();
+    let worst_port_pressure = match (&port_range, &census) {
+        (Some(r), Some(c)) => host::worst_port_pressure(r, c),
+        _ => None,
+    };
+    let outcome = AttachOutcome {
+        attach: probes.report().clone(),
+        stats,
+        decode_errors: reader.decode_errors(),
+        events: live.events,
+        pid_filtered,
+        by_kind,
+        start_unix_ns,
+        end_unix_ns,
+        kernel_release: kernel_release(),
+        names: names.sources.clone(),
+        drop_reasons,
+        host_counters,
+        port_range,
+        census: census.map(|c| c.summary(5)),
+        worst_port_pressure,
+        host_errors,
+    };
+    if let Some((p, mut w)) = raw {
+        let trailer = KernelLogTrailer {
+            end: KernelLogEnd {
+                ended_unix_ns: outcome.end_unix_ns,
+                lost_events: outcome.stats.reserve_failed,
+                read_failures: outcome.stats.read_failed,
+                decode_errors: outcome.decode_errors,
+                host_evidence: Some(outcome.host_evidence()),
+                host: Some(outcome.host_json()),
+            },
+        };
+        w.write_all(trailer.to_line().as_bytes())
+            .and_then(|()| w.flush())
+            .with_context(|| format!("write {}", p.display()))?;
+    }
+    Ok(outcome)
+}
+
+impl AttachOutcome {
+    /// The host facts the rules use.
+    pub fn host_evidence(&self) -> HostEvidence {
+        let c = |name: &str| {
+            self.host_counters
+                .as_ref()
+                .and_then(|d| d.get(name))
+                .and_then(|d| d.delta)
+        };
+        HostEvidence {
+            listen_overflows: c("TcpExt.ListenOverflows"),
+            listen_drops: c("TcpExt.ListenDrops"),
+            syn_retrans: c("TcpExt.TCPSynRetrans"),
+            tcp_timeouts: c("TcpExt.TCPTimeouts"),
+            port_range: self.port_range.as_ref().map(|r| (r.low, r.high)),
+            busiest_destinations: self
+                .census
+                .as_ref()
+                .map(|c| {
+                    c.top_sockets
+                        .iter()
+                        .map(|d| DestPorts {
+                            dest: d.destination,
+                            local_ports_in_use: d.sockets,
+                            time_wait: d.time_wait,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The host facts as the report shows them: counters that moved, drop reasons, the
+    /// port range, the socket census, port pressure, and what could not be read.
+    pub fn host_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "counters": self.host_counters.as_ref().map(|d| d.nonzero().cloned().collect::<Vec<_>>()),
+            "drop_reasons": self.drop_reasons,
+            "port_range": self.port_range,
+            "sockets": self.census,
+            "worst_port_pressure": self.worst_port_pressure,
+            "errors": self.host_errors,
+        })
+    }
+
+    /// The report's run section from this session.
+    pub fn run_facts(&self, filters: &FilterConfig) -> Run {
+        Run {
+            kernel_release: self.kernel_release.clone(),
+            started_unix_ns: self.start_unix_ns,
+            ended_unix_ns: self.end_unix_ns,
+            probes: self.attach.clone(),
+            filters: filters.clone(),
+            names: Some(self.names.clone()),
+            lost_events: self.stats.reserve_failed,
+            read_failures: self.stats.read_failed,
+            decode_errors: self.decode_errors,
+            ..Run::default()
+        }
+    }
+}
+
+fn count(ev: &KernelEvent, live: &mut Live, open: &mut HashMap<u64, ()>) {
+    live.events += 1;
+    match ev.event {
+        EventKind::ReceiveReset => live.resets_rx += 1,
+        EventKind::SendReset => live.resets_tx += 1,
+        EventKind::Retransmit => {
+            live.retrans += 1;
+            if ev.state == Some(TcpState::SynSent) {
+                live.syn_retrans += 1;
+            }
+        }
+        EventKind::Drop => live.drops += 1,
+        EventKind::DestroySock => {
+            open.remove(&ev.skaddr);
+        }
+        EventKind::StateChange if ev.skaddr != 0 => {
+            if ev.new_state == Some(TcpState::Close) {
+                open.remove(&ev.skaddr);
+            } else {
+                open.insert(ev.skaddr, ());
+            }
+        }
+        _ => {}
+    }
+}
+
+fn show(tty: bool, elapsed: Duration, rate: u64, conns: usize, l: &Live, lost: u64) {
+    let line = format!(
+        "analyzer {:>6.1}s  events {rate}/s ({} total)  conns {conns}  resets rx {} tx {}  \
+         retrans {} (SYN {})  drops {}  lost {lost}",
+        elapsed.as_secs_f64(),
+        l.events,
+        l.resets_rx,
+        l.resets_tx,
+        l.retrans,
+        l.syn_retrans,
+        l.drops,
+    );
+    if tty {
+        eprint!("\r\x1b[2K{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// The snake_case name of an event kind, as in the JSON.
+pub fn kind_name(k: EventKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{k:?}"))
+}
+
+fn unix_ns_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// `uname -r` of this host.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,292 @@
+//! The analysis driver: kernel events in (live or from a file), loadgen files joined at
+//! the end, every failure attributed, the report out.
+use std::path::PathBuf;
+
+use super::{
+    Joins, REPORT_SCHEMA_VERSION, Report, Run, Totals,
+    build::{Aggregator, Failure},
+};
+use crate::{
+    event::KernelEvent,
+    join::{Connections, JoinKind, LoadgenSummary, ReadError, join_loadgen},
+    rules::{Case, HostEvidence, RuleOptions, attribute},
+    table::{ConnRecord, ConnTable, TableConfig, TableCounts},
+};
+
+/// How the analysis runs.
+#[derive(Clone, Debug)]
+pub struct AnalysisOptions {
+    pub table: TableConfig,
+    pub rules: RuleOptions,
+    /// List every kept connection in the report, not only failed ones (`--all`; also
+    /// set `table.keep_all` to keep clean connections).
+    pub all: bool,
+    /// Example connections per cause.
+    pub max_examples: usize,
+    /// The time window slack of a 4-tuple join.
+    pub join_slack_ns: u64,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            table: TableConfig::default(),
+            rules: RuleOptions::default(),
+            all: false,
+            max_examples: 5,
+            join_slack_ns: 1_000_000_000,
+        }
+    }
+}
+
+impl AnalysisOptions {
+    /// The defaults, with `--all` (clean connections kept and listed) as given.
+    pub fn with_all(all: bool) -> Self {
+        Self {
+            all,
+            table: TableConfig {
+                keep_all: all,
+                ..TableConfig::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
+/// What [`Analysis::finish`] needs beside the kernel events.
+#[derive(Clone, Debug, Default)]
+pub struct FinishInput<'a> {
+    /// What the caller knows of the run (kernel release, probes, filters, lost events,
+    /// start and end); the rest is filled in.
+    pub run: Run,
+    /// loadgen event files to join (NDJSON); may be empty.
+    pub loadgen: &'a [PathBuf],
+    /// Host counter deltas and port facts the rules use.
+    pub host_evidence: HostEvidence,
+    /// Host counters as the caller wants them shown (opaque).
+    pub host: serde_json::Value,
+}
+
+/// An analysis in progress.
+///
+/// ```no_run
+/// # use analyzer::report::{Analysis, AnalysisOptions, FinishInput};
+/// let mut a = Analysis::new(AnalysisOptions::default());
+/// # let events: Vec<analyzer::event::KernelEvent> = Vec::new();
+/// for ev in &events {
+///     a.ingest_kernel(ev);
+/// }
+/// let report = a.finish(FinishInput::default()).expect("loadgen files readable");
+/// println!("{}", report.to_text());
+/// ```
+#[derive(Debug)]
+pub struct Analysis {
+    opts: AnalysisOptions,
+    table: ConnTable,
+    first_unix_ns: Option<u64>,
+    last_unix_ns: Option<u64>,
+}
+
+impl Analysis {
+    pub fn new(opts: AnalysisOptions) -> Self {
+        Self {
+            table: ConnTable::new(opts.table.clone()),
+            opts,
+            first_unix_ns: None,
+            last_unix_ns: None,
+        }
+    }
+
+    /// Folds one kernel event in (events in timestamp order; memory stays bounded).
+    pub fn ingest_kernel(&mut self, ev: &KernelEvent) {
+        let t = ev.ts_unix_ns;
+        self.first_unix_ns = Some(self.first_unix_ns.map_or(t, |f| f.min(t)));
+        self.last_unix_ns = Some(self.last_unix_ns.map_or(t, |l| l.max(t)));
+        self.table.ingest(ev);
+    }
+
+    /// The connection table's counters so far (for live displays).
+    pub fn counts(&self) -> TableCounts {
+        self.table.counts()
+    }
+
+    /// Ends the analysis: joins the loadgen files, attributes every failure (loadgen's
+    /// failed requests, then failed kernel connections no loadgen event accounts for),
+    /// and builds the report. Errors only when a loadgen file cannot be read.
+    pub fn finish(self, input: FinishInput<'_>) -> Result<Report, ReadError> {
+        let kernel_seen = self.table.counts().events.values().sum::<u64>() > 0;
+        let mut conns = self.table.finish();
+        let mut agg = Aggregator::new(self.opts.max_examples);
+        let drop_reasons = conns.drop_reasons().clone();
+        let host = &input.host_evidence;
+        let rules = &self.opts.rules;
+        let loadgen = if input.loadgen.is_empty() {
+            LoadgenSummary::default()
+        } else {
+            join_loadgen(
+                input.loadgen,
+                &mut conns,
+                self.opts.join_slack_ns,
+                |conns, f| {
+                    let (kernel, peer) = case_for(conns, f.kernel);
+                    let remote = kernel.and_then(|k| k.remote).or(f.request.conn.remote);
+                    let case = Case {
+                        request: Some(f.request),
+                        intended_unix_ns: f.intended_unix_ns,
+                        conn: f.conn,
+                        kernel,
+                        peer,
+                        listener: remote.and_then(|r| conns.listener_for(r)),
+                        kernel_seen,
+                        drop_reasons: &drop_reasons,
+                        host,
+                        opts: rules,
+                    };
+                    let (precedence, verdict) = attribute(&case);
+                    let cause = verdict.cause;
+                    agg.add(
+                        precedence,
+                        verdict,
+                        Failure {
+                            request: Some(f.request),
+                            intended_unix_ns: f.intended_unix_ns,
+                            kernel,
+                            join: f.join,
+                        },
+                    );
+                    if let Some(id) = f.kernel {
+                        conns.note_failure(id, cause, true);
+                    }
+                },
+            )?
+        };
+        let kernel_only: Vec<u64> = conns
+            .records()
+            .filter(|r| r.join == JoinKind::KernelOnly && r.is_failed())
+            .map(|r| r.id)
+            .collect();
+        for &id in &kernel_only {
+            let (kernel, peer) = case_for(&conns, Some(id));
+            let case = Case {
+                request: None,
+                intended_unix_ns: 0,
+                conn: None,
+                kernel,
+                peer,
+                listener: kernel
+                    .and_then(|k| k.remote)
+                    .and_then(|r| conns.listener_for(r)),
+                kernel_seen,
+                drop_reasons: &drop_reasons,
+                host,
+                opts: rules,
+            };
+            let (precedence, verdict) = attribute(&case);
+            let cause = verdict.cause;
+            agg.add(
+                precedence,
+                verdict,
+                Failure {
+                    request: None,
+                    intended_unix_ns: 0,
+                    kernel,
+                    join: JoinKind::KernelOnly,
+                },
+            );
+            conns.note_failure(id, cause, false);
+        }
+
+        let failures = loadgen.requests_failed + kernel_only.len() as u64;
+        let (causes, unattributed) = agg.finish(failures);
+        let counts = conns.counts().clone();
+        let run = complete_run(
+            input.run,
+            (self.first_unix_ns, self.last_unix_ns),
+            &counts,
+            &loadgen,
+        );
+        let totals = Totals {
+            requests: loadgen.requests,
+            requests_ok: loadgen.requests_ok,
+            requests_failed: loadgen.requests_failed,
+            failed_by_class: loadgen.failed_by_class.clone(),
+            kernel_only_failures: kernel_only.len() as u64,
+            failures,
+            unattributed: unattributed.count,
+            connections_failed: conns.records().filter(|r| r.is_failed()).count() as u64,
+            connections: counts,
+            joins: Joins {
+                loadgen_connections: loadgen.connections,
+                connections_by_cookie: loadgen.connections_joined_cookie,
+                connections_by_tuple_time: loadgen.connections_joined_tuple_time,
+                failures_by_cookie: loadgen.failures_joined_cookie,
+                failures_by_tuple_time: loadgen.failures_joined_tuple_time,
+                failures_loadgen_only: loadgen.failures_loadgen_only,
+            },
+        };
+        let mut connections: Vec<_> = conns
+            .records()
+            .filter(|r| self.opts.all || r.is_failed())
+            .cloned()
+            .collect();
+        connections.sort_by_key(|r| (r.first_unix_ns, r.id));
+        Ok(Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            run,
+            totals,
+            causes,
+            unattributed,
+            connections,
+            all_connections: self.opts.all,
+            drop_reasons,
+            host_evidence: input.host_evidence,
+            host: input.host,
+        })
+    }
+}
+
+/// The kernel record of a failure and this host's socket at its other end.
+fn case_for(
+    conns: &Connections,
+    kernel: Option<u64>,
+) -> (Option<&ConnRecord>, Option<&ConnRecord>) {
+    let kernel = kernel.and_then(|id| conns.get(id));
+    (kernel, kernel.and_then(|k| conns.peer_of(k)))
+}
+
+/// The run metadata: the caller's, completed.
+fn complete_run(
+    mut run: Run,
+    kernel_span: (Option<u64>, Option<u64>),
+    counts: &TableCounts,
+    loadgen: &LoadgenSummary,
+) -> Run {
+    if run.analyzer_version.is_empty() {
+        run.analyzer_version = env!("CARGO_PKG_VERSION").to_owned();
+    }
+    let earliest = [kernel_span.0, loadgen.first_unix_ns]
+        .into_iter()
+        .flatten()
+        .min();
+    let latest = [kernel_span.1, loadgen.last_unix_ns]
+        .into_iter()
+        .flatten()
+        .max();
+    if run.started_unix_ns == 0 {
+        run.started_unix_ns = earliest.unwrap_or(0);
+    }
+    if run.ended_unix_ns == 0 {
+        run.ended_unix_ns = latest.unwrap_or(run.started_unix_ns);
+    }
+    run.duration_ns = run.ended_unix_ns.saturating_sub(run.started_unix_ns);
+    run.evicted_connections = counts.evicted + counts.live_evicted;
+    run.loadgen_files = loadgen.files.clone();
+    run.warnings.extend(loadgen.warnings.iter().cloned());
+    if loadgen.notable_connections_dropped > 0 {
+        run.warnings.push(format!(
+                "{} loadgen connections with TLS or HTTP/2 facts were not kept (memory bound): their failures lack those facts",
+                loadgen.notable_connections_dropped
+            ));
+    }
+    run
+}

@@ -1,0 +1,223 @@
+//! The terminal rendering: ranked causes first (count, share, confidence, evidence,
+//! hint), then the unattributed bucket, then what was recorded and what may be missing.
+use std::fmt::Write as _;
+
+use super::{Cause, Example, Report, duration, percent, thousands};
+use crate::rules::{Evidence, Source};
+
+/// Evidence lines shown per cause.
+const EVIDENCE_LINES: usize = 4;
+
+pub(super) fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let t = &r.totals;
+    let _ = writeln!(out, "{}", headline(r));
+    out.push('\n');
+    if r.causes.is_empty() && t.unattributed == 0 {
+        out.push_str("no failures\n\n");
+    }
+    for c in &r.causes {
+        cause(&mut out, c);
+    }
+    if t.unattributed > 0 {
+        let u = &r.unattributed;
+        let classes: Vec<String> = u.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            out,
+            "  -  unattributed  {} ({})  no rule explains them; classes: {}",
+            thousands(u.count),
+            percent(u.share),
+            classes.join(", ")
+        );
+        if let Some(e) = u.examples.first() {
+            example_lines(&mut out, e);
+        }
+        out.push('\n');
+    }
+    run_facts(&mut out, r);
+    out
+}
+
+/// `N of M requests failed (x%)`, and the kernel-only failures.
+pub(super) fn headline(r: &Report) -> String {
+    let t = &r.totals;
+    let mut s = String::from("faultline report: ");
+    if t.requests > 0 {
+        let share = t.requests_failed as f64 / t.requests as f64;
+        let _ = write!(
+            s,
+            "{} of {} requests failed ({})",
+            thousands(t.requests_failed),
+            thousands(t.requests),
+            percent(share)
+        );
+        if t.kernel_only_failures > 0 {
+            let _ = write!(
+                s,
+                "; {} more failed connections seen only by the kernel",
+                thousands(t.kernel_only_failures)
+            );
+        }
+    } else {
+        let _ = write!(
+            s,
+            "{} failed connections seen by the kernel (no loadgen events)",
+            thousands(t.kernel_only_failures)
+        );
+    }
+    s
+}
+
+fn cause(out: &mut String, c: &Cause) {
+    let n = &c.confidence_counts;
+    let mixed = [n.high, n.medium, n.low].iter().filter(|x| **x > 0).count() > 1;
+    let counts = if mixed {
+        format!(" (high {}, medium {}, low {})", n.high, n.medium, n.low)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "{:>3}. {}  {} ({})  confidence {}{counts}",
+        c.rank,
+        c.id,
+        thousands(c.count),
+        percent(c.share),
+        c.confidence.level.as_str()
+    );
+    let _ = writeln!(out, "     {}", c.title);
+    if let Some(e) = c.examples.first() {
+        example_lines(out, e);
+    }
+    let _ = writeln!(out, "     why: {}", c.confidence.why);
+    let _ = writeln!(out, "     hint: {}", c.hint);
+    out.push('\n');
+}
+
+fn example_lines(out: &mut String, e: &Example) {
+    let conn = match (e.local, e.remote) {
+        (Some(l), Some(r)) => format!("{l} → {r}"),
+        (None, Some(r)) => format!("→ {r}"),
+        _ => "no connection".into(),
+    };
+    let cookie = e
+        .sock_cookie
+        .map_or(String::new(), |c| format!(", cookie {c}"));
+    let _ = writeln!(
+        out,
+        "     example: {conn}{cookie} (join: {})",
+        e.join.as_str()
+    );
+    for (i, ev) in e.evidence.iter().take(EVIDENCE_LINES).enumerate() {
+        let label = if i == 0 { "evidence:" } else { "         " };
+        let _ = writeln!(out, "     {label} {}", evidence_line(ev));
+    }
+}
+
+/// `at source: what`.
+pub(super) fn evidence_line(e: &Evidence) -> String {
+    let source = match e.source {
+        Source::Kernel => "kernel",
+        Source::Loadgen => "loadgen",
+        Source::Host => "host",
+    };
+    match e.ts_unix_ns {
+        Some(t) => format!("{} {source}: {}", loadgen::record::rfc3339_ns(t), e.what),
+        None => format!("{source}: {}", e.what),
+    }
+}
+
+fn run_facts(out: &mut String, r: &Report) {
+    let run = &r.run;
+    let c = &r.totals.connections;
+    out.push_str("run\n");
+    let _ = writeln!(
+        out,
+        "  analyzer {}, kernel {}, from {} for {}",
+        run.analyzer_version,
+        if run.kernel_release.is_empty() {
+            "?"
+        } else {
+            &run.kernel_release
+        },
+        loadgen::record::rfc3339_ns(run.started_unix_ns),
+        duration(run.duration_ns)
+    );
+    let missing: Vec<String> = run
+        .probes
+        .missing
+        .iter()
+        .map(|m| format!("{} ({})", m.tracepoint, m.reason))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  probes: {} attached, {} missing{}",
+        run.probes.attached.len(),
+        missing.len(),
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", missing.join("; "))
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  lost events {} (ring buffer full), field read failures {}, undecodable {}, evicted connections {}",
+        thousands(run.lost_events),
+        thousands(run.read_failures),
+        thousands(run.decode_errors),
+        thousands(run.evicted_connections)
+    );
+    let events: Vec<String> = c
+        .events
+        .iter()
+        .map(|(k, v)| format!("{} {}", json_name(k), thousands(*v)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  kernel events: {}",
+        if events.is_empty() {
+            "none".into()
+        } else {
+            events.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  connections: {} tracked, {} failed, {} clean (counted, not kept), {} live at the end",
+        thousands(c.tracked),
+        thousands(r.totals.connections_failed),
+        thousands(c.closed_clean),
+        thousands(c.live)
+    );
+    for f in run.kernel_files.iter().chain(&run.loadgen_files) {
+        let cut = if f.truncated {
+            ", last line truncated"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  file {}: {} lines{cut}", f.path, thousands(f.lines));
+    }
+    let j = &r.totals.joins;
+    if r.totals.requests > 0 {
+        let _ = writeln!(
+            out,
+            "  joined: {} of {} loadgen connections by cookie, {} by tuple and time; failures without kernel record: {}",
+            thousands(j.connections_by_cookie),
+            thousands(j.loadgen_connections),
+            thousands(j.connections_by_tuple_time),
+            thousands(j.failures_loadgen_only)
+        );
+    }
+    for w in &run.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+}
+
+/// The JSON name of a serde unit enum value.
+pub(super) fn json_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

@@ -1,0 +1,308 @@
+//! Privileged end-to-end tests of the analyzer's verdicts: for each testbed fault, a
+//! client runs with `analyzer attach` in the same process (the library path the binary
+//! uses), and the report's top cause must be the right one, with its evidence. loadgen
+//! runs join its events by socket cookie; curl runs (a foreign client) get the TCP-level
+//! verdicts from kernel evidence alone. Lost kernel events must be zero. Needs root.
+use std::{path::PathBuf, process::Command, sync::mpsc, time::Duration};
+
+use analyzer::{
+    attach::AttachOptions,
+    probe::FilterConfig,
+    session::{self, SessionOptions},
+};
+use clap::Parser;
+use loadgen::cli::{Cli, Command as LgCommand};
+use serde_json::Value;
+use testbed::{Config, Testbed};
+
+enum Client<'a> {
+    /// loadgen with these flags (URL, TLS and events added here).
+    Loadgen(&'a [&'a str]),
+    /// curl with these flags, `count` times (URL added here).
+    Curl(&'a [&'a str], usize),
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("faultline-analyzer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Starts the testbed with `fault`, attaches the analyzer filtered on its port, runs the
+/// client, stops the analyzer and returns the report as JSON.
+fn analyze(fault: &str, client: Client<'_>) -> Value {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tb = rt
+        .block_on(Testbed::start(Config::with_specs([fault]).unwrap()))
+        .unwrap();
+    let addr = tb.addr(fault).unwrap();
+    let who = match client {
+        Client::Loadgen(_) => "loadgen",
+        Client::Curl(..) => "curl",
+    };
+    let stem: String = format!("{who}-{fault}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let events = tmp(&format!("{stem}.events.ndjson"));
+    let raw = tmp(&format!("{stem}.kernel.ndjson"));
+    let _ = std::fs::remove_file(&events);
+    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = SessionOptions {
+        attach: AttachOptions {
+            filter: FilterConfig {
+                ports: vec![addr.port()],
+                ..FilterConfig::default()
+            },
+            raw_events: Some(raw.clone()),
+            ready: Some(ready_tx),
+            ..AttachOptions::default()
+        },
+        loadgen_events: match client {
+            Client::Loadgen(_) => vec![events.clone()],
+            Client::Curl(..) => vec![],
+        },
+        all: false,
+    };
+    let session = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(session::run(&opts, async {
+            let _ = stop_rx.await;
+        }))
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the analyzer attached");
+    match client {
+        Client::Loadgen(flags) => {
+            let name = tb.server_name().to_owned();
+            let url = format!("https://{name}:{}/", addr.port());
+            let resolve = format!("{name}:{}:{}", addr.port(), addr.ip());
+            let mut argv: Vec<&str> = vec![
+                "loadgen",
+                "attack",
+                &url,
+                "--resolve",
+                &resolve,
+                "--events",
+                events.to_str().unwrap(),
+                "--quiet",
+            ];
+            let ca = tb.ca_path().to_str().unwrap().to_owned();
+            argv.extend(["--cacert", &ca]);
+            argv.extend_from_slice(flags);
+            let LgCommand::Attack(a) = Cli::try_parse_from(argv).unwrap().command else {
+                unreachable!()
+            };
+            let cfg = loadgen::cli::to_config(&a).unwrap();
+            rt.block_on(loadgen::run::run(cfg, Value::Null, false))
+                .unwrap();
+        }
+        Client::Curl(flags, count) => {
+            for _ in 0..count {
+                let st = Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "--max-time", "5"])
+                    .args(flags)
+                    .arg(format!("http://{addr}/"))
+                    .status()
+                    .expect("curl runs");
+                assert!(!st.success(), "curl against {fault} must fail");
+            }
+        }
+    }
+    // Let the last events (FIN/RST exchanges, destroys) reach the ring buffer.
+    std::thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    let (outcome, report) = session.join().unwrap().expect("analyzer session");
+    assert_eq!(
+        outcome.stats.reserve_failed, 0,
+        "kernel events were lost: {outcome:?}"
+    );
+    assert_eq!(outcome.decode_errors, 0);
+    assert!(outcome.events > 0, "the analyzer saw events: {outcome:?}");
+    rt.block_on(tb.shutdown());
+    let json = serde_json::to_value(&report).unwrap();
+    std::fs::write(
+        tmp(&format!("{stem}.report.json")),
+        serde_json::to_vec_pretty(&json).unwrap(),
+    )
+    .unwrap();
+    json
+}
+
+fn top(report: &Value) -> &Value {
+    let causes = report["causes"].as_array().expect("causes");
+    assert!(!causes.is_empty(), "no causes: {report:#}");
+    &causes[0]
+}
+
+fn assert_top<'a>(report: &'a Value, id: &str) -> &'a Value {
+    let t = top(report);
+    assert_eq!(t["id"], id, "top cause; report: {report:#}");
+    assert!(t["count"].as_u64().unwrap() > 0);
+    t
+}
+
+fn text(v: &Value) -> String {
+    v.to_string()
+}
+
+#[test]
+fn refused_is_rst_to_syn() {
+    let r = analyze(
+        "refused",
+        Client::Loadgen(&["--http1", "--rate", "20", "--duration", "500ms"]),
+    );
+    let t = assert_top(&r, "connect_refused");
+    assert_eq!(t["count"], 10, "{t:#}");
+    assert!(
+        text(t).contains("SYN_SENT"),
+        "evidence names the state: {t:#}"
+    );
+}
+
+#[test]
+fn rst_is_a_server_abort_in_established() {
+    let r = analyze(
+        "rst",
+        Client::Loadgen(&["--http1", "--rate", "20", "--duration", "500ms"]),
+    );
+    let t = assert_top(&r, "server_abort_mid_request");
+    assert_eq!(t["count"], 10, "{t:#}");
+    assert!(text(t).contains("ESTABLISHED"), "{t:#}");
+}
+
+#[test]
+fn rst_between_requests_on_a_kept_alive_connection_is_an_idle_race() {
+    // The server answers one request, then aborts the idle connection; the next request
+    // goes into a connection the kernel already saw reset.
+    let r = analyze(
+        "rst:after=1",
+        Client::Loadgen(&[
+            "--http1",
+            "--connections",
+            "1",
+            "--rate",
+            "20",
+            "--duration",
+            "500ms",
+        ]),
+    );
+    let t = assert_top(&r, "idle_race");
+    assert!(text(t).contains("RST"), "{t:#}");
+}
+
+#[test]
+fn backlog_full_is_listen_overflow_with_syn_retransmits() {
+    let r = analyze(
+        "backlog-full",
+        Client::Loadgen(&[
+            "--http1",
+            "--connect-timeout",
+            "2500ms",
+            "--rate",
+            "10",
+            "--duration",
+            "300ms",
+        ]),
+    );
+    let t = assert_top(&r, "listen_overflow_or_syn_drop");
+    let s = text(t);
+    assert!(s.contains("retransmit"), "{t:#}");
+}
+
+#[test]
+fn wrong_cert_names_the_sni_and_the_presented_names() {
+    let r = analyze(
+        "wrong-cert",
+        Client::Loadgen(&["--http2", "--rate", "10", "--duration", "300ms"]),
+    );
+    let t = assert_top(&r, "tls_cert_mismatch");
+    let s = text(t);
+    assert!(s.contains("faultline.test") || s.contains("sni"), "{t:#}");
+}
+
+#[test]
+fn goaway_on_concurrency_is_enhance_your_calm_with_streams_in_flight() {
+    let r = analyze(
+        "goaway-on-concurrency:2",
+        Client::Loadgen(&[
+            "--http2",
+            "--users",
+            "5",
+            "--connections",
+            "1",
+            "--duration",
+            "500ms",
+        ]),
+    );
+    let t = top(&r);
+    assert!(t["id"].as_str().unwrap().starts_with("h2_goaway"), "{r:#}");
+    assert!(text(t).contains("ENHANCE_YOUR_CALM"), "{t:#}");
+}
+
+#[test]
+fn fin_mid_response_is_peer_fin_with_a_request_outstanding() {
+    let r = analyze(
+        "fin-mid-response",
+        Client::Loadgen(&["--http1", "--rate", "10", "--duration", "300ms"]),
+    );
+    assert_top(&r, "peer_fin_outstanding");
+}
+
+#[test]
+fn stall_is_a_slow_server_timeout_without_retransmits() {
+    let r = analyze(
+        "stall",
+        Client::Loadgen(&[
+            "--http1",
+            "--timeout",
+            "300ms",
+            "--rate",
+            "10",
+            "--duration",
+            "300ms",
+        ]),
+    );
+    assert_top(&r, "timeout_slow_server");
+}
+
+#[test]
+fn rst_stream_is_reported_by_code() {
+    let r = analyze(
+        "rst-stream:refused_stream",
+        Client::Loadgen(&["--http2", "--rate", "10", "--duration", "300ms"]),
+    );
+    let t = top(&r);
+    assert!(
+        t["id"].as_str().unwrap().starts_with("h2_rst_stream"),
+        "{r:#}"
+    );
+    assert!(text(t).contains("REFUSED_STREAM"), "{t:#}");
+}
+
+#[test]
+fn foreign_client_refused_from_kernel_evidence_alone() {
+    let r = analyze("refused", Client::Curl(&[], 3));
+    let t = assert_top(&r, "connect_refused");
+    assert_eq!(t["count"], 3, "{t:#}");
+}
+
+#[test]
+fn foreign_client_server_abort_from_kernel_evidence_alone() {
+    let r = analyze("rst", Client::Curl(&[], 3));
+    assert_top(&r, "server_abort_mid_request");
+}
+
+#[test]
+fn foreign_client_backlog_full_from_kernel_evidence_alone() {
+    let r = analyze(
+        "backlog-full",
+        Client::Curl(&["--connect-timeout", "2.5"], 2),
+    );
+    assert_top(&r, "listen_overflow_or_syn_drop");
+}
