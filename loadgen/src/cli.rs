@@ -199,7 +199,9 @@ pub struct ReportArgs {
     /// Events files written by `loadgen attack --events`.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value = "text")]
+    /// Format of the report on stdout (text or json); `--report` is accepted too, as
+    /// `attack` spells it.
+    #[arg(long = "format", alias = "report", value_enum, default_value = "text")]
     pub report: ReportFormat,
     /// Also write the summary JSON here.
     #[arg(long, value_name = "FILE")]

@@ -20,7 +20,7 @@ use crate::{
     h1conn::close_how,
     model::{Class, CloseHow, ConnStep, H2Facts, Phase},
     record::{ConnState, Failure, Outcome},
-    tap::{Tap, TapHandle, TapMode},
+    tap::{ReadEnd, Tap, TapHandle, TapMode},
 };
 
 /// Runs the connection until it ends or the queue is done. Returns a job taken but never
@@ -252,11 +252,16 @@ async fn exchange(
 
 /// A request that died because its connection closed after the server's GOAWAY was
 /// ended by that GOAWAY (shared/DESIGN.md: "GOAWAY ended the request").
+///
+/// The h2 crate reports a connection that ended under a stream as a "broken pipe"
+/// whether the peer sent FIN or RST; the tap saw which, so a stream cut by the peer's FIN
+/// is `peer_eof`, not `tcp_reset`.
 fn effective_class(class: Class, tap: &TapHandle) -> Class {
     match class {
         Class::PeerEof | Class::TcpReset | Class::Other if tap.goaway().is_some() => {
             Class::H2Goaway
         }
+        Class::TcpReset if tap.read_end() == ReadEnd::Eof => Class::PeerEof,
         c => c,
     }
 }

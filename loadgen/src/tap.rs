@@ -12,7 +12,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     task::{Context, Poll},
 };
@@ -67,7 +67,24 @@ struct Shared {
     max_concurrent_streams: AtomicU64,
     /// Lets [`TapHandle::goaway`] skip the lock on connections without a GOAWAY.
     goaway_seen: AtomicBool,
+    /// How the read side ended: [`READ_OPEN`], [`READ_EOF`] or [`READ_RESET`].
+    read_end: AtomicU8,
     evidence: Mutex<Evidence>,
+}
+
+const READ_OPEN: u8 = 0;
+const READ_EOF: u8 = 1;
+const READ_RESET: u8 = 2;
+
+/// How the server's side of the byte stream ended, as the tap saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Still open (or we closed first).
+    Open,
+    /// A read returned end of stream: the peer's FIN (or TLS close).
+    Eof,
+    /// A read failed with ECONNRESET: the peer's RST.
+    Reset,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +119,7 @@ impl<S> Tap<S> {
             frames_dropped: AtomicU64::new(0),
             max_concurrent_streams: AtomicU64::new(NO_VALUE),
             goaway_seen: AtomicBool::new(false),
+            read_end: AtomicU8::new(READ_OPEN),
             evidence: Mutex::new(Evidence::default()),
         });
         let decoder = match mode {
@@ -208,6 +226,15 @@ impl Shared {
 }
 
 impl TapHandle {
+    /// How the server's side of the stream ended so far.
+    pub fn read_end(&self) -> ReadEnd {
+        match self.0.read_end.load(Ordering::Relaxed) {
+            READ_EOF => ReadEnd::Eof,
+            READ_RESET => ReadEnd::Reset,
+            _ => ReadEnd::Open,
+        }
+    }
+
     /// Bytes read from the server so far.
     pub fn bytes_read(&self) -> u64 {
         self.0.bytes_read.load(Ordering::Relaxed)
@@ -263,12 +290,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let new = &buf.filled()[before..];
-            this.shared
-                .bytes_read
-                .fetch_add(new.len() as u64, Ordering::Relaxed);
-            this.shared.observe(&mut this.decoder, new);
+        match &polled {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if new.is_empty() && buf.remaining() > 0 {
+                    let _ = this.shared.read_end.compare_exchange(
+                        READ_OPEN,
+                        READ_EOF,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                this.shared
+                    .bytes_read
+                    .fetch_add(new.len() as u64, Ordering::Relaxed);
+                this.shared.observe(&mut this.decoder, new);
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                this.shared.read_end.store(READ_RESET, Ordering::Relaxed);
+            }
+            _ => {}
         }
         polled
     }

@@ -86,7 +86,7 @@ fn report_rebuilds_and_merges_event_files() {
     let fb = b.dir.join("events.ndjson");
     let out = loadgen(&[
         "report",
-        "--report",
+        "--format",
         "json",
         fa.to_str().unwrap(),
         fb.to_str().unwrap(),

@@ -354,6 +354,18 @@ fn rst_mid_response_is_tcp_reset_in_body_and_fin_mid_response_is_peer_eof() {
     ));
     all_failed_as(&run, "peer_eof", "body");
     assert!(run.conns("closed").iter().all(|c| c["how"] == "peer_fin"));
+    // Over HTTP/2 the h2 crate calls both a FIN and an RST under a stream a "broken
+    // pipe"; the frame tap saw which one it was.
+    for (fault, class) in [
+        ("fin-mid-response", "peer_eof"),
+        ("rst-mid-response", "tcp_reset"),
+    ] {
+        let run = attack(&args(
+            vec![bed.http_url(fault), "--h2c".into()],
+            &["--rate", "10", "--duration", "300ms"],
+        ));
+        all_failed_as(&run, class, "body");
+    }
 }
 
 #[test]
