@@ -96,7 +96,9 @@ pub struct AttackArgs {
     /// Close HTTP/1.1 connections after each request.
     #[arg(long)]
     pub no_keepalive: bool,
-    /// Connections per origin [default: 1 for HTTP/2, 64 for HTTP/1.1, users for a closed model].
+    /// Connections per origin [default: 1 with --http2/--h2c; users for a closed model
+    /// over HTTP/1.1; otherwise 64 (also when ALPN picks h2: the protocol is not known
+    /// before the first handshake)].
     #[arg(long)]
     pub connections: Option<usize>,
     /// Concurrent streams per HTTP/2 connection.
@@ -311,6 +313,11 @@ pub fn to_config(a: &AttackArgs) -> Result<RunConfig, ConfigError> {
             duration: a.duration,
         }
     } else if let Some(stages) = &a.stages {
+        if a.duration.is_some() {
+            return Err(usage(
+                "--stages sets the run's length (the sum of the stages): drop --duration",
+            ));
+        }
         Load::Open(Schedule::stages(0.0, rate::parse_stages(stages)?))
     } else if let Some(r) = &a.rate {
         let rate: Rate = r.parse()?;
