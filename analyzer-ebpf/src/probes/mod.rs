@@ -185,7 +185,7 @@ fn passes(t: &Tuple) -> bool {
 #[inline(always)]
 fn is_tracked(skaddr: u64) -> bool {
     // SAFETY: the value is a plain u8 and only its presence is used.
-    skaddr != 0 && unsafe { TRACKED.get(&skaddr) }.is_some()
+    skaddr != 0 && unsafe { TRACKED.get(skaddr) }.is_some()
 }
 
 #[inline(always)]
@@ -232,7 +232,7 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
         if matches!(kind, EventKind::DestroySock) {
             if is_tracked(skaddr) {
                 // The socket's last event: forget it (the address will be reused).
-                let _ = TRACKED.remove(&skaddr);
+                let _ = TRACKED.remove(skaddr);
             } else if !passes(&tuple) {
                 count(StatSlot::Filtered);
                 return Ok(());
@@ -242,7 +242,7 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
                 count(StatSlot::Filtered);
                 return Ok(());
             }
-            if skaddr != 0 && TRACKED.insert(&skaddr, &1, 0).is_err() {
+            if skaddr != 0 && TRACKED.insert(skaddr, 1, 0).is_err() {
                 count(StatSlot::TrackFull);
             }
         }
