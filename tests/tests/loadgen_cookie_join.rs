@@ -47,8 +47,16 @@ fn loadgen_cookies_match_the_kernel_reset_events() {
         ))
         .unwrap();
     let mount = tracefs::ensure_mounted().expect("tracefs (run as root)");
-    let mut probes = Probes::attach(mount.path(), &analyzer::probe::FilterConfig::default())
-        .expect("attach the probes (run as root)");
+    // Filtered on the two testbed ports: other traffic on the host cannot crowd the ring.
+    let filter = analyzer::probe::FilterConfig {
+        ports: vec![
+            tb.addr("refused").unwrap().port(),
+            tb.addr("rst").unwrap().port(),
+        ],
+        ..analyzer::probe::FilterConfig::default()
+    };
+    let mut probes =
+        Probes::attach(mount.path(), &filter).expect("attach the probes (run as root)");
     let mut reader = probes.take_reader().unwrap();
 
     let refused = tb.addr("refused").unwrap();
