@@ -107,6 +107,9 @@ pub async fn run(ctx: &Arc<Ctx>, origin: &Origin, opened: Opened, first: Job) ->
             let _permit = permit;
             run_stream(&sctx_run, sctx, ready, job).await;
         });
+        // Reap finished streams as we go: a JoinSet keeps every finished task until it
+        // is joined, which grew memory with every request on a long-lived connection.
+        while streams.try_join_next().is_some() {}
         if ctx.stopped() {
             break 'pull None;
         }
