@@ -306,3 +306,45 @@ fn foreign_client_backlog_full_from_kernel_evidence_alone() {
     );
     assert_top(&r, "listen_overflow_or_syn_drop");
 }
+
+#[test]
+fn status_untrusted_and_expired_certs_each_get_their_cause() {
+    for (fault, flags, id) in [
+        ("status:503", &["--http1"][..], "http_status"),
+        ("untrusted-cert", &["--http2"][..], "tls_cert_untrusted"),
+        ("expired-cert", &["--http2"][..], "tls_cert_expired"),
+    ] {
+        let mut argv = flags.to_vec();
+        argv.extend(["--rate", "10", "--duration", "300ms"]);
+        let r = analyze(fault, Client::Loadgen(&argv));
+        let t = assert_top(&r, id);
+        assert_eq!(t["count"], 3, "{fault}: {t:#}");
+    }
+}
+
+#[test]
+fn graceful_goaway_costs_nothing_and_rst_mid_response_is_an_abort() {
+    // A graceful GOAWAY (NO_ERROR) after two streams: the streams it covers finish, later
+    // requests go to a new connection; nothing failed, and the report invents nothing.
+    let r = analyze(
+        "goaway:no_error:after=2",
+        Client::Loadgen(&[
+            "--http2",
+            "--connections",
+            "1",
+            "--rate",
+            "20",
+            "--duration",
+            "500ms",
+        ]),
+    );
+    assert_eq!(r["causes"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["totals"]["requests"], 10, "{r:#}");
+    assert_eq!(r["totals"]["failures"], 0, "{r:#}");
+    let r = analyze(
+        "rst-mid-response",
+        Client::Loadgen(&["--http1", "--rate", "10", "--duration", "300ms"]),
+    );
+    let t = assert_top(&r, "server_abort_mid_request");
+    assert!(text(t).contains("RST"), "{t:#}");
+}
