@@ -31,7 +31,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-8}
@@ -369,6 +368,8 @@ EOF
 }
 
 LG=("$LOADGEN" attack --quiet --report json)
+# oha's JSON switch: --output-format json since 1.9, -j before.
+if oha --help 2>/dev/null | grep -q -- '--output-format'; then OHA_JSON=(--output-format json); else OHA_JSON=(-j); fi
 per_client_rps=$(( RATE / H2_CONNS ))
 
 scenario_cmd() { # SCENARIO MODE TOOL -> sets CMD
@@ -377,9 +378,9 @@ scenario_cmd() { # SCENARIO MODE TOOL -> sets CMD
     case "$scen/$mode/$tool" in
         h1/max/loadgen)    CMD=("${LG[@]}" --http1 --users $H1_CONNS --connections $H1_CONNS --duration "${d}s" "$U_H1") ;;
         h1/max/wrk)        CMD=(wrk -t1 -c$H1_CONNS -d"${d}s" "$U_H1") ;;
-        h1/max/oha)        CMD=(oha --no-tui --output-format json -c $H1_CONNS -z "${d}s" "$U_H1") ;;
+        h1/max/oha)        CMD=(oha --no-tui "${OHA_JSON[@]}" -c $H1_CONNS -z "${d}s" "$U_H1") ;;
         h1/rate/loadgen)   CMD=("${LG[@]}" --http1 --rate "$RATE" --connections $H1_CONNS --duration "${d}s" "$U_H1") ;;
-        h1/rate/oha)       CMD=(oha --no-tui --output-format json -c $H1_CONNS -q "$RATE" -z "${d}s" "$U_H1") ;;
+        h1/rate/oha)       CMD=(oha --no-tui "${OHA_JSON[@]}" -c $H1_CONNS -q "$RATE" -z "${d}s" "$U_H1") ;;
         h2c/max/loadgen)   CMD=("${LG[@]}" --h2c --users $((H2_CONNS * H2_STREAMS)) --connections $H2_CONNS --max-streams-per-conn $H2_STREAMS --duration "${d}s" "$U_H2C") ;;
         h2c/max/h2load)    CMD=(h2load -t1 -c$H2_CONNS -m$H2_STREAMS -D "$d" "$U_H2C") ;;
         h2c/rate/loadgen)  CMD=("${LG[@]}" --h2c --rate "$RATE" --connections $H2_CONNS --max-streams-per-conn $H2_STREAMS --duration "${d}s" "$U_H2C") ;;

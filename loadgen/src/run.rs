@@ -451,7 +451,8 @@ async fn user(
             _ = stop.changed() => return,
         }
         let think = g.think.sample(next_rand());
-        if wait(think).await {
+        // No think time: go straight on (a zero sleep still waits for the next timer tick).
+        if !think.is_zero() && wait(think).await {
             return;
         }
     }
