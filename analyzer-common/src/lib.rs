@@ -273,6 +273,18 @@ pub const STAT_SLOTS: u32 = 5;
 /// filter).
 pub const TRACKED_SOCKETS: u32 = 1 << 18;
 
+/// Unread bytes in the event ring above which a submit wakes the reader at once. Below
+/// it the kernel programs submit without a wakeup and the reader drains on a short
+/// timer ([`RING_DRAIN_INTERVAL_MS`]): a wakeup per event costs an irq_work (an
+/// interrupt, and a VM exit under KVM) on the traced CPU, which was the analyzer's main
+/// cost under connection churn. 1 MiB is about 8,700 events, 1/16 of the ring.
+pub const RING_WAKEUP_BYTES: u64 = 1 << 20;
+
+/// How often the reader drains the ring without being woken, in milliseconds. At the
+/// ring's 16 MiB, a timer this short leaves room for over 10M events/s between drains
+/// before a reserve can fail; the wakeup above fires long before that.
+pub const RING_DRAIN_INTERVAL_MS: u64 = 10;
+
 /// Slots of the per-CPU `DROP_REASONS` array: host-wide IP packet drops counted by
 /// `skb_drop_reason` value (whatever the filter), values at or above this are folded
 /// into the last slot.

@@ -136,6 +136,12 @@ pub async fn run(
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The kernel programs wake the reader only when the ring is filling (see
+    // RING_WAKEUP_BYTES); below that, this timer drains it.
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(
+        analyzer_common::RING_DRAIN_INTERVAL_MS,
+    ));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     if let Some(r) = &opts.ready {
@@ -145,7 +151,8 @@ pub async fn run(
     let mut batch: Vec<KernelEvent> = Vec::new();
     let mut live = Live::default();
     let mut last_events = 0u64;
-    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    // Counted by kind value on the hot path; named once at the end.
+    let mut kind_counts = [0u64; EventKind::ALL.len() + 1];
     let mut pids: HashMap<u64, u32> = HashMap::new();
     let mut pid_filtered = 0u64;
     let mut open_sockets: HashMap<u64, ()> = HashMap::new();
@@ -154,6 +161,7 @@ pub async fn run(
             r = reader.recv(&mut batch) => { r.context("read the ring buffer")?; false }
             () = &mut stop => true,
             () = &mut deadline => true,
+            _ = drain_tick.tick() => { reader.drain(&mut batch); false }
             _ = tick.tick() => {
                 if opts.progress && started.elapsed() >= Duration::from_millis(900) {
                     let stats = probes.stats().unwrap_or_default();
@@ -182,7 +190,7 @@ pub async fn run(
                 }
             }
             count(&ev, &mut live, &mut open_sockets);
-            *by_kind.entry(kind_name(ev.event)).or_default() += 1;
+            kind_counts[ev.event as usize % kind_counts.len()] += 1;
             if let Some((p, w)) = raw.as_mut() {
                 serde_json::to_writer(&mut *w, &ev)
                     .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
@@ -229,7 +237,11 @@ pub async fn run(
         decode_errors: reader.decode_errors(),
         events: live.events,
         pid_filtered,
-        by_kind,
+        by_kind: EventKind::ALL
+            .into_iter()
+            .filter(|k| kind_counts[*k as usize] > 0)
+            .map(|k| (kind_name(k), kind_counts[k as usize]))
+            .collect(),
         start_unix_ns,
         end_unix_ns,
         kernel_release: kernel_release(),

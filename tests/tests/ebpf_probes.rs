@@ -341,3 +341,66 @@ fn the_kernel_filter_keeps_only_the_ports_asked_for() {
     let stats = cap.probes.stats().unwrap();
     assert!(stats.filtered > 0, "{stats:?}");
 }
+
+/// The kernel programs submit without waking the reader until the ring holds
+/// `RING_WAKEUP_BYTES` (the reader drains on a timer below that): records below the
+/// threshold are in the ring but raise no epoll edge; crossing it raises one.
+#[test]
+fn the_reader_is_woken_only_once_the_ring_fills() {
+    let (_reserved, target) = closed_port("127.0.0.1");
+    let mut cap = Capture::attach(&[target.port()]);
+    cap.reader.drain(&mut cap.seen);
+    // SAFETY: plain syscalls on an fd this test owns; the event buffer outlives the calls.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(
+        ep >= 0,
+        "epoll_create1: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut want = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: 1,
+    };
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::epoll_ctl(
+            ep,
+            libc::EPOLL_CTL_ADD,
+            cap.reader.as_raw_fd(),
+            &raw mut want,
+        )
+    };
+    assert_eq!(rc, 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+    let wait = |ms: i32| -> i32 {
+        let mut got = [libc::epoll_event { events: 0, u64: 0 }];
+        // SAFETY: as above.
+        unsafe { libc::epoll_wait(ep, got.as_mut_ptr(), 1, ms) }
+    };
+    let refuse = |n: usize| {
+        for _ in 0..n {
+            let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            assert!(c.connect(&target.into()).is_err(), "the port is closed");
+        }
+    };
+    // A few refused connects: a few kilobytes of records, far below the threshold.
+    let small = 20;
+    refuse(small);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(wait(0), 0, "the reader was woken below RING_WAKEUP_BYTES");
+    cap.reader.drain(&mut cap.seen);
+    let per_connect = cap.seen.len() / small;
+    assert!(
+        per_connect >= 3,
+        "records wait in the ring unannounced: {:#?}",
+        cap.seen
+    );
+    // Enough refused connects to cross the threshold (record: 112 bytes + 8 of header).
+    let record_bytes = 120u64;
+    let need = analyzer_common::RING_WAKEUP_BYTES / record_bytes / per_connect as u64 + 100;
+    refuse(usize::try_from(need).unwrap());
+    assert_eq!(wait(5_000), 1, "no wakeup after {need} refused connects");
+    cap.reader.drain(&mut cap.seen);
+    // SAFETY: closing the epoll fd this test created.
+    unsafe { libc::close(ep) };
+    cap.no_loss();
+}
