@@ -24,18 +24,17 @@ use loadgen::{
         Class, CloseHow, ConnEvent, ConnStep, EventLine, FrameFacts, GoAway, Proto, RequestEvent,
         TlsFacts,
     },
-    report::parse_unix_ns,
+    ndjson::NdjsonLines,
+    report::{parse_unix_ns, precise_event_error},
 };
 use serde::{Deserialize, Serialize};
 
 mod index;
-mod ndjson;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use index::Connections;
-pub(crate) use ndjson::NdjsonLines;
-pub use ndjson::{FileInfo, ReadError};
+pub use loadgen::ndjson::{FileInfo, ReadError};
 
 /// How a failure or a kernel record was joined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,7 +183,7 @@ pub fn join_loadgen(
                         *n = (*n).max(r.conn.inflight + 1);
                     }
                 }
-                Err(e) => lines.bad_line(e, "loadgen event", precise)?,
+                Err(e) => lines.bad_line(e, "loadgen event", precise_event_error)?,
             }
         }
     }
@@ -215,7 +214,7 @@ pub fn join_loadgen(
                 Ok(EventLine::Request(ev)) => ev,
                 Ok(EventLine::Conn(_)) => continue,
                 Err(e) => {
-                    lines.bad_line(e, "loadgen event", precise)?;
+                    lines.bad_line(e, "loadgen event", precise_event_error)?;
                     continue;
                 }
             };
@@ -361,24 +360,4 @@ fn timestamp(lines: &NdjsonLines, value: &str) -> Result<u64, ReadError> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The untagged [`EventLine`] only says "did not match any variant": parse again as the
-/// kind the line names, for an error that points at the bad field.
-fn precise(line: &[u8], err: serde_json::Error) -> serde_json::Error {
-    if !err.is_data() {
-        return err;
-    }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
-        return err;
-    };
-    let specific = match value.get("type").and_then(|t| t.as_str()) {
-        Some("request") => serde_json::from_value::<RequestEvent>(value).err(),
-        Some("conn") => serde_json::from_value::<ConnEvent>(value).err(),
-        Some(other) => Some(serde::de::Error::custom(format_args!(
-            "unknown event type {other:?}, expected \"request\" or \"conn\""
-        ))),
-        None => Some(serde::de::Error::custom("missing field `type`")),
-    };
-    specific.unwrap_or(err)
 }

@@ -25,11 +25,12 @@
 //! Several kernel files are read one after the other (rotated files of one run).
 use std::{cmp::Reverse, collections::BinaryHeap, path::PathBuf};
 
+use loadgen::ndjson::NdjsonLines;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     event::KernelEvent,
-    join::{NdjsonLines, ReadError},
+    join::ReadError,
     names::NameSources,
     probe::{AttachReport, FilterConfig},
     report::{Analysis, AnalysisOptions, FinishInput, Report, Run},

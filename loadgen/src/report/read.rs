@@ -4,54 +4,19 @@
 //! files (one run split across hosts) are merged in intended-time order, one pending
 //! request per file: the per-second window then sees one timeline, as it would have live,
 //! and keeps exact per-second percentiles.
-use std::{
-    fs::File,
-    io::{self, BufRead, BufReader},
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+pub use crate::ndjson::ReadError;
 use crate::{
     model::{ConnEvent, EventLine, RequestEvent},
+    ndjson::NdjsonLines,
     stats::{RunMeta, Stats},
 };
 
 /// Distinct attack names kept in [`ReadInfo::attacks`].
 const MAX_ATTACK_NAMES: usize = 8;
-
-/// Why event files could not be read. The cause is in [`std::error::Error::source`].
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("no event files given")]
-    NoFiles,
-    #[error("{}: cannot open", path.display())]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{}:{line}: cannot read", path.display())]
-    Read {
-        path: PathBuf,
-        line: u64,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{}:{line}: not a valid event line", path.display())]
-    Parse {
-        path: PathBuf,
-        line: u64,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{}:{line}: timestamp {value:?} is not RFC 3339 after 1970", path.display())]
-    Timestamp {
-        path: PathBuf,
-        line: u64,
-        value: String,
-    },
-}
 
 /// What reading the files found, beside the statistics.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -102,105 +67,44 @@ pub fn parse_unix_ns(timestamp: &str) -> Option<u64> {
 
 /// One file being read, with its next request held back for the time-ordered merge.
 struct Cursor {
-    path: PathBuf,
-    reader: BufReader<File>,
-    line: u64,
-    buf: Vec<u8>,
+    lines: NdjsonLines,
     next: Option<(u64, Box<RequestEvent>)>,
 }
 
 impl Cursor {
-    fn open(path: &Path) -> Result<Self, ReportError> {
-        let file = File::open(path).map_err(|source| ReportError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Self {
-            path: path.to_owned(),
-            reader: BufReader::with_capacity(256 * 1024, file),
-            line: 0,
-            buf: Vec::new(),
-            next: None,
-        })
-    }
-
-    fn read_error(&self, source: io::Error) -> ReportError {
-        ReportError::Read {
-            path: self.path.clone(),
-            line: self.line + 1,
-            source,
-        }
-    }
-
     /// Reads up to the next request line, recording connection lines on the way. Leaves
     /// `next` empty at the end of the file.
-    fn advance(&mut self, stats: &mut Stats, info: &mut ReadInfo) -> Result<(), ReportError> {
+    fn advance(&mut self, stats: &mut Stats, info: &mut ReadInfo) -> Result<(), ReadError> {
         self.next = None;
-        loop {
-            self.buf.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| self.read_error(e))?;
-            if n == 0 {
-                return Ok(());
-            }
-            self.line += 1;
-            if self.buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<EventLine>(&self.buf) {
+        while let Some(bytes) = self.lines.next_line()? {
+            match serde_json::from_slice::<EventLine>(bytes) {
                 Ok(EventLine::Conn(ev)) => {
-                    info.lines += 1;
                     info.conn_events += 1;
                     info.note_attack(&ev.attack);
                     stats.record_conn(&ev);
                 }
                 Ok(EventLine::Request(ev)) => {
-                    info.lines += 1;
                     let Some(intended_ns) = parse_unix_ns(&ev.timestamp) else {
-                        return Err(ReportError::Timestamp {
-                            path: self.path.clone(),
-                            line: self.line,
+                        return Err(ReadError::Timestamp {
+                            path: self.lines.path().to_owned(),
+                            line: self.lines.line(),
                             value: ev.timestamp.clone(),
                         });
                     };
                     self.next = Some((intended_ns, ev));
                     return Ok(());
                 }
-                Err(err) => return self.bad_line(err, info),
+                Err(err) => self.lines.bad_line(err, "event", precise_event_error)?,
             }
         }
-    }
-
-    /// A line that does not parse: a warning if it is a truncated last line, else an error.
-    fn bad_line(&mut self, err: serde_json::Error, info: &mut ReadInfo) -> Result<(), ReportError> {
-        let at_eof = match self.reader.fill_buf() {
-            Ok(rest) => rest.is_empty(),
-            Err(e) => return Err(self.read_error(e)),
-        };
-        // A writer killed mid-line leaves a last line without its newline; a cut inside a
-        // multi-byte character makes it a syntax error rather than an EOF one.
-        if at_eof && (!self.buf.ends_with(b"\n") || err.is_eof()) {
-            info.truncated = true;
-            info.warnings.push(format!(
-                "{}:{}: last line is truncated (the run was killed mid-write?); skipped",
-                self.path.display(),
-                self.line
-            ));
-            return Ok(());
-        }
-        Err(ReportError::Parse {
-            path: self.path.clone(),
-            line: self.line,
-            source: precise(&self.buf, err),
-        })
+        Ok(())
     }
 }
 
 /// The untagged [`EventLine`] only says "did not match any variant": parse again as the
-/// kind the line names, for an error that points at the bad field.
-fn precise(line: &[u8], err: serde_json::Error) -> serde_json::Error {
+/// kind the line names, for an error that points at the bad field. For
+/// [`NdjsonLines::bad_line`].
+pub fn precise_event_error(line: &[u8], err: serde_json::Error) -> serde_json::Error {
     if !err.is_data() {
         return err;
     }
@@ -221,9 +125,9 @@ fn precise(line: &[u8], err: serde_json::Error) -> serde_json::Error {
 /// Rebuilds the statistics from one or more NDJSON event files (one run, possibly split
 /// across hosts). A malformed line is an error naming its file and line, except a truncated
 /// last line, which becomes a warning in [`ReadInfo`].
-pub fn read_events(paths: &[PathBuf]) -> Result<(Stats, ReadInfo), ReportError> {
+pub fn read_events(paths: &[PathBuf]) -> Result<(Stats, ReadInfo), ReadError> {
     if paths.is_empty() {
-        return Err(ReportError::NoFiles);
+        return Err(ReadError::NoFiles);
     }
     let mut stats = Stats::new();
     let mut info = ReadInfo {
@@ -232,7 +136,7 @@ pub fn read_events(paths: &[PathBuf]) -> Result<(Stats, ReadInfo), ReportError> 
     };
     let mut cursors = paths
         .iter()
-        .map(|p| Cursor::open(p))
+        .map(|p| NdjsonLines::open(p).map(|lines| Cursor { lines, next: None }))
         .collect::<Result<Vec<_>, _>>()?;
     for cursor in &mut cursors {
         cursor.advance(&mut stats, &mut info)?;
@@ -253,6 +157,11 @@ pub fn read_events(paths: &[PathBuf]) -> Result<(Stats, ReadInfo), ReportError> 
         info.note_attack(&ev.attack);
         stats.record(&ev, intended_ns);
         cursors[i].advance(&mut stats, &mut info)?;
+    }
+    for c in &mut cursors {
+        info.lines += c.lines.info.lines;
+        info.truncated |= c.lines.info.truncated;
+        info.warnings.append(&mut c.lines.warnings);
     }
     info.started_unix_ns = stats.first_intended_unix_ns();
     info.span_ns = stats.span_ns();

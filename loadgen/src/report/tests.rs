@@ -296,7 +296,7 @@ fn malformed_middle_line_is_an_error_naming_file_and_line() {
         shown.starts_with(&format!("{}:2: ", path.display())),
         "{shown}"
     );
-    assert!(matches!(err, ReportError::Parse { line: 2, .. }), "{err:?}");
+    assert!(matches!(err, ReadError::Parse { line: 2, .. }), "{err:?}");
 
     write(
         &path,
@@ -317,14 +317,14 @@ fn malformed_middle_line_is_an_error_naming_file_and_line() {
     );
     let err = read_events(std::slice::from_ref(&path)).expect_err("a bad timestamp is an error");
     assert!(
-        matches!(err, ReportError::Timestamp { line: 1, .. }),
+        matches!(err, ReadError::Timestamp { line: 1, .. }),
         "{err:?}"
     );
 
     let missing = dir.join("missing.ndjson");
     let err = read_events(&[missing]).expect_err("a missing file is an error");
-    assert!(matches!(err, ReportError::Open { .. }), "{err:?}");
-    assert!(matches!(read_events(&[]), Err(ReportError::NoFiles)));
+    assert!(matches!(err, ReadError::Open { .. }), "{err:?}");
+    assert!(matches!(read_events(&[]), Err(ReadError::NoFiles)));
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! Streaming NDJSON input: errors name file and line; a truncated last line (a writer
-//! killed mid-write) is skipped with a warning, like loadgen's own report reader.
+//! Streaming NDJSON input, shared by `loadgen report` and the analyzer (loadgen's event
+//! files and the kernel event log): one line at a time so memory stays flat, errors
+//! name file and line, and a truncated last line (a writer killed mid-write) is skipped
+//! with a warning instead of failing the whole file.
 use std::{
     fs::File,
     io::{self, BufRead, BufReader},
@@ -12,6 +14,8 @@ use serde::{Deserialize, Serialize};
 /// [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    #[error("no event files given")]
+    NoFiles,
     #[error("{}: cannot open", path.display())]
     Open {
         path: PathBuf,
@@ -53,19 +57,20 @@ pub struct FileInfo {
     pub truncated: bool,
 }
 
-/// A file read line by line.
+/// A file read line by line; [`Self::info`] and [`Self::warnings`] say what was read.
 #[derive(Debug)]
-pub(crate) struct NdjsonLines {
+pub struct NdjsonLines {
     path: PathBuf,
     reader: BufReader<File>,
     buf: Vec<u8>,
     line_no: u64,
-    pub(crate) info: FileInfo,
-    pub(crate) warnings: Vec<String>,
+    pub info: FileInfo,
+    /// Problems that did not stop the reading (a truncated last line), as `file:line: ...`.
+    pub warnings: Vec<String>,
 }
 
 impl NdjsonLines {
-    pub(crate) fn open(path: &Path) -> Result<Self, ReadError> {
+    pub fn open(path: &Path) -> Result<Self, ReadError> {
         let file = File::open(path).map_err(|source| ReadError::Open {
             path: path.to_owned(),
             source,
@@ -83,17 +88,17 @@ impl NdjsonLines {
         })
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The number of the line last read (1-based).
-    pub(crate) fn line(&self) -> u64 {
+    pub fn line(&self) -> u64 {
         self.line_no
     }
 
     /// The next non-blank line; `None` at the end of the file.
-    pub(crate) fn next_line(&mut self) -> Result<Option<&[u8]>, ReadError> {
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, ReadError> {
         loop {
             self.buf.clear();
             let n = self
@@ -118,7 +123,7 @@ impl NdjsonLines {
     /// The line last read did not parse: `Ok` (skip it) when it is a truncated last
     /// line, else the error naming file and line. `refine` may replace the error with a
     /// more precise one, given the line.
-    pub(crate) fn bad_line(
+    pub fn bad_line(
         &mut self,
         err: serde_json::Error,
         what: &'static str,
@@ -140,7 +145,7 @@ impl NdjsonLines {
             self.info.truncated = true;
             self.info.lines -= 1;
             self.warnings.push(format!(
-                "{}:{}: last line is truncated (killed mid-write?); skipped",
+                "{}:{}: last line is truncated (the run was killed mid-write?); skipped",
                 self.path.display(),
                 self.line_no
             ));
