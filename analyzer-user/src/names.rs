@@ -30,6 +30,37 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// The named states in the kernel's long-stable numbering (`include/net/tcp_states.h`,
+    /// `TCP_ESTABLISHED` = 1 ... `TCP_BOUND_INACTIVE` = 13), which `/proc/net/tcp` prints
+    /// as its `st` column. Tracepoint values are named through BTF instead
+    /// ([`KernelNames`]), in case a kernel renumbers them.
+    pub const KNOWN: [Self; 13] = [
+        Self::Established,
+        Self::SynSent,
+        Self::SynRecv,
+        Self::FinWait1,
+        Self::FinWait2,
+        Self::TimeWait,
+        Self::Close,
+        Self::CloseWait,
+        Self::LastAck,
+        Self::Listen,
+        Self::Closing,
+        Self::NewSynRecv,
+        Self::BoundInactive,
+    ];
+
+    /// The state of code `code` in that numbering (the `st` column of `/proc/net/tcp`).
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::KNOWN.get(usize::from(code).checked_sub(1)?).copied()
+    }
+
+    /// This state's code in that numbering; `None` for [`Self::Unknown`].
+    pub fn code(self) -> Option<u8> {
+        let i = Self::KNOWN.iter().position(|s| *s == self)?;
+        u8::try_from(i + 1).ok()
+    }
+
     /// The state for a kernel enumerator name such as `TCP_SYN_SENT`.
     pub fn from_kernel_name(name: &str) -> Option<Self> {
         Some(match name.strip_prefix("TCP_")? {

@@ -28,6 +28,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{HostError, ports::PortRange};
+pub use crate::names::TcpState;
 
 /// Where the kernel lists IPv4 TCP sockets.
 pub const TCP_PATH: &str = "/proc/net/tcp";
@@ -38,87 +39,6 @@ pub const TCP6_PATH: &str = "/proc/net/tcp6";
 /// verdict is local port exhaustion ([`PortPressure::near_exhaustion`]).
 pub const NEAR_EXHAUSTION_SHARE: f64 = 0.8;
 
-/// TCP states, numbered as the kernel's `TCP_*` constants (`include/net/tcp_states.h`);
-/// serialized with the kernel's names (`ESTABLISHED`, `FIN_WAIT1`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TcpState {
-    /// 0x01
-    Established,
-    /// 0x02
-    SynSent,
-    /// 0x03
-    SynRecv,
-    /// 0x04
-    FinWait1,
-    /// 0x05
-    FinWait2,
-    /// 0x06
-    TimeWait,
-    /// 0x07
-    Close,
-    /// 0x08
-    CloseWait,
-    /// 0x09
-    LastAck,
-    /// 0x0A
-    Listen,
-    /// 0x0B
-    Closing,
-    /// 0x0C: a request socket (a handshake in progress at a listener).
-    NewSynRecv,
-    /// 0x0D: bound, neither listening nor connected (Linux 6.6+; not listed in /proc).
-    BoundInactive,
-}
-
-impl TcpState {
-    /// Every state, in kernel order.
-    pub const ALL: [Self; 13] = [
-        Self::Established,
-        Self::SynSent,
-        Self::SynRecv,
-        Self::FinWait1,
-        Self::FinWait2,
-        Self::TimeWait,
-        Self::Close,
-        Self::CloseWait,
-        Self::LastAck,
-        Self::Listen,
-        Self::Closing,
-        Self::NewSynRecv,
-        Self::BoundInactive,
-    ];
-
-    /// The state of kernel code `code` (the `st` column).
-    pub fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
-    }
-
-    /// The kernel's code for this state.
-    pub fn code(self) -> u8 {
-        self as u8 + 1
-    }
-
-    /// The kernel's name for this state, as `ss` and the JSON reports spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Established => "ESTABLISHED",
-            Self::SynSent => "SYN_SENT",
-            Self::SynRecv => "SYN_RECV",
-            Self::FinWait1 => "FIN_WAIT1",
-            Self::FinWait2 => "FIN_WAIT2",
-            Self::TimeWait => "TIME_WAIT",
-            Self::Close => "CLOSE",
-            Self::CloseWait => "CLOSE_WAIT",
-            Self::LastAck => "LAST_ACK",
-            Self::Listen => "LISTEN",
-            Self::Closing => "CLOSING",
-            Self::NewSynRecv => "NEW_SYN_RECV",
-            Self::BoundInactive => "BOUND_INACTIVE",
-        }
-    }
-}
-
 /// Socket counts per state; serialized as a map from every state name to its count
 /// (zeros included, so the keys are stable).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,9 +46,17 @@ impl TcpState {
 pub struct StateCounts([u64; 13]);
 
 impl StateCounts {
+    /// The slot of `state`: its code minus one; `None` for a state without a code.
+    fn slot(state: TcpState) -> Option<usize> {
+        usize::from(state.code()?).checked_sub(1)
+    }
+
     /// Sockets in `state`.
     pub fn get(&self, state: TcpState) -> u64 {
-        self.0[usize::from(state.code() - 1)]
+        Self::slot(state)
+            .and_then(|i| self.0.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// All sockets counted.
@@ -138,12 +66,14 @@ impl StateCounts {
 
     /// Counts one more socket in `state`.
     pub fn add(&mut self, state: TcpState) {
-        self.0[usize::from(state.code() - 1)] += 1;
+        if let Some(n) = Self::slot(state).and_then(|i| self.0.get_mut(i)) {
+            *n += 1;
+        }
     }
 
     /// `(state, count)` for every state, in kernel order.
     pub fn iter(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
-        TcpState::ALL.iter().map(|&s| (s, self.get(s)))
+        TcpState::KNOWN.iter().map(|&s| (s, self.get(s)))
     }
 }
 
@@ -157,7 +87,9 @@ impl From<BTreeMap<TcpState, u64>> for StateCounts {
     fn from(m: BTreeMap<TcpState, u64>) -> Self {
         let mut c = Self::default();
         for (s, n) in m {
-            c.0[usize::from(s.code() - 1)] = n;
+            if let Some(slot) = Self::slot(s).and_then(|i| c.0.get_mut(i)) {
+                *slot = n;
+            }
         }
         c
     }
