@@ -5,7 +5,7 @@
 //! The caller decides what to do with the events; this module owns the kernel side of a
 //! session and its bookkeeping, so the command line and the tests share one path.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     fs::File,
     future::Future,
     io::{BufWriter, IsTerminal, Write},
@@ -13,16 +13,25 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+// Keys are kernel addresses, cookies and tuples, hashed per event on the hot path:
+// foldhash instead of SipHash (a third of the reader's CPU under churn, by perf).
+use foldhash::HashMap;
+
 use analyzer_common::EventKind;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::{
     event::KernelEvent,
+    event::Observed,
     host::{self, CensusSummary, CounterDeltas, PortPressure, PortRange, Snapshot, SocketCensus},
     names::{NameSources, TcpState},
     offline::{KernelLogEnd, KernelLogHeader, KernelLogTrailer},
-    probe::{AttachReport, FilterConfig, ProbeStats, Probes},
+    probe::{AsyncEventReader, AttachReport, FilterConfig, ProbeStats, Probes},
+    raw::{
+        source::{CaptureReport, RawOptions, RawSource},
+        track::WireEvent,
+    },
     report::Run,
     rules::{DestPorts, HostEvidence},
     tracefs,
@@ -45,6 +54,141 @@ pub struct AttachOptions {
     pub progress: bool,
     /// Told once the probes are attached (tests and drivers start their load then).
     pub ready: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Which backend records: eBPF tracepoints, raw-socket capture, or eBPF with the
+    /// capture as fallback.
+    pub backend: Backend,
+    /// Interfaces the raw backend captures on (default `lo`).
+    pub ifaces: Vec<String>,
+}
+
+/// Which backend records the evidence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// eBPF; the raw-socket capture when eBPF cannot load (with a notice saying why).
+    #[default]
+    Auto,
+    /// Kernel tracepoints (needs CAP_BPF and CAP_PERFMON, or root, and tracefs).
+    Ebpf,
+    /// AF_PACKET capture (needs CAP_NET_RAW): TCP from the wire, plus TLS and h2c facts.
+    Raw,
+}
+
+/// Where events come from.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per session, never moved in a loop"
+)]
+enum Source {
+    Ebpf {
+        _mount: tracefs::Mount,
+        probes: Probes,
+        reader: AsyncEventReader,
+    },
+    Raw(RawSource),
+}
+
+impl Source {
+    fn open(opts: &AttachOptions) -> Result<(Self, Option<String>)> {
+        let ebpf = || -> Result<Self> {
+            let mount = tracefs::ensure_mounted().context("tracefs")?;
+            let mut probes =
+                Probes::attach(mount.path(), &opts.filter).context("attach the kernel probes")?;
+            let reader = probes
+                .take_reader()
+                .context("event reader")?
+                .into_async()
+                .context("register the ring buffer with epoll")?;
+            Ok(Self::Ebpf {
+                _mount: mount,
+                probes,
+                reader,
+            })
+        };
+        let raw = || -> Result<Self> {
+            let ro = RawOptions {
+                ifaces: opts.ifaces.clone(),
+                ports: opts.filter.ports.clone(),
+                ..RawOptions::default()
+            };
+            Ok(Self::Raw(
+                RawSource::start(&ro).context("start the raw-socket capture")?,
+            ))
+        };
+        match opts.backend {
+            Backend::Ebpf => Ok((ebpf()?, None)),
+            Backend::Raw => Ok((raw()?, None)),
+            Backend::Auto => match ebpf() {
+                Ok(s) => Ok((s, None)),
+                Err(e) => {
+                    let notice = format!("eBPF unavailable ({e:#}); using the raw-socket backend");
+                    eprintln!("notice: {notice}");
+                    Ok((raw()?, Some(notice)))
+                }
+            },
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Ebpf { .. } => "ebpf",
+            Self::Raw(_) => "raw",
+        }
+    }
+
+    fn report(&self, opts: &AttachOptions) -> AttachReport {
+        match self {
+            Self::Ebpf { probes, .. } => probes.report().clone(),
+            Self::Raw(_) => AttachReport {
+                attached: if opts.ifaces.is_empty() {
+                    vec!["raw:lo".into()]
+                } else {
+                    opts.ifaces.iter().map(|i| format!("raw:{i}")).collect()
+                },
+                missing: Vec::new(),
+            },
+        }
+    }
+
+    fn name_sources(&self) -> NameSources {
+        match self {
+            Self::Ebpf { probes, .. } => probes.names().sources.clone(),
+            Self::Raw(_) => NameSources {
+                tcp_states: "wire".into(),
+                rst_reasons: "none".into(),
+                drop_reasons: "none".into(),
+            },
+        }
+    }
+
+    /// Waits for events and appends them to `out`.
+    async fn recv(&mut self, kbuf: &mut Vec<KernelEvent>, out: &mut Vec<Observed>) -> Result<()> {
+        match self {
+            Self::Ebpf { reader, .. } => {
+                reader.recv(kbuf).await.context("read the ring buffer")?;
+                out.extend(kbuf.drain(..).map(Observed::Kernel));
+                Ok(())
+            }
+            Self::Raw(r) => match r.recv().await {
+                Some(mut b) => {
+                    out.append(&mut b);
+                    Ok(())
+                }
+                None => anyhow::bail!("every capture thread ended (see the warnings above)"),
+            },
+        }
+    }
+
+    /// Appends what is ready without waiting.
+    fn drain(&mut self, kbuf: &mut Vec<KernelEvent>, out: &mut Vec<Observed>) {
+        match self {
+            Self::Ebpf { reader, .. } => {
+                reader.drain(kbuf);
+                out.extend(kbuf.drain(..).map(Observed::Kernel));
+            }
+            Self::Raw(r) => r.drain(out),
+        }
+    }
 }
 
 /// What a session saw, besides the events themselves.
@@ -62,6 +206,14 @@ pub struct AttachOutcome {
     pub end_unix_ns: u64,
     pub kernel_release: String,
     pub names: NameSources,
+    /// `ebpf` or `raw`.
+    pub backend: &'static str,
+    /// Why `auto` fell back to the raw backend.
+    pub backend_notice: Option<String>,
+    /// The raw backend's capture counts.
+    pub capture: Option<CaptureReport>,
+    /// Wire facts handed on (raw backend).
+    pub wire_events: u64,
     /// Host-wide IP packet drops during the session, by the kernel's reason name.
     pub drop_reasons: BTreeMap<String, u64>,
     /// Host counters (netstat/snmp) over the session; `None` when unreadable.
@@ -92,18 +244,17 @@ struct Live {
 pub async fn run(
     opts: &AttachOptions,
     stop: impl Future<Output = ()>,
-    mut on_event: impl FnMut(&KernelEvent),
+    mut on_event: impl FnMut(&Observed),
 ) -> Result<AttachOutcome> {
-    let mount = tracefs::ensure_mounted().context("tracefs")?;
     let mut host_errors = Vec::new();
     let host_before = Snapshot::read()
         .map_err(|e| host_errors.push(format!("host counters at start: {e}")))
         .ok();
-    let mut probes =
-        Probes::attach(mount.path(), &opts.filter).context("attach the kernel probes")?;
+    let (mut source, backend_notice) = Source::open(opts)?;
     let start_unix_ns = unix_ns_now();
+    let attach_report = source.report(opts);
     {
-        let rep = probes.report();
+        let rep = &attach_report;
         eprintln!("attached: {}", rep.attached.join(", "));
         for m in &rep.missing {
             eprintln!("missing: {} ({})", m.tracepoint, m.reason);
@@ -117,20 +268,15 @@ pub async fn run(
             let header = KernelLogHeader::new(
                 kernel_release(),
                 start_unix_ns,
-                probes.report().clone(),
+                attach_report.clone(),
                 opts.filter.clone(),
-                probes.names().sources.clone(),
+                source.name_sources(),
             );
             w.write_all(header.to_line().as_bytes())
                 .with_context(|| format!("write {}", p.display()))?;
             Some((p.clone(), w))
         }
     };
-    let mut reader = probes
-        .take_reader()
-        .context("event reader")?
-        .into_async()
-        .context("register the ring buffer with epoll")?;
     let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(86_400 * 365)));
     tokio::pin!(deadline);
     tokio::pin!(stop);
@@ -148,23 +294,28 @@ pub async fn run(
         let _ = r.send(());
     }
 
-    let mut batch: Vec<KernelEvent> = Vec::new();
+    let mut batch: Vec<Observed> = Vec::new();
+    let mut kbuf: Vec<KernelEvent> = Vec::new();
+    let mut wire_events = 0u64;
     let mut live = Live::default();
     let mut last_events = 0u64;
     // Counted by kind value on the hot path; named once at the end.
     let mut kind_counts = [0u64; EventKind::ALL.len() + 1];
-    let mut pids: HashMap<u64, u32> = HashMap::new();
+    let mut pids: HashMap<u64, u32> = HashMap::default();
     let mut pid_filtered = 0u64;
-    let mut open_sockets: HashMap<u64, ()> = HashMap::new();
+    let mut open_sockets: HashMap<u64, ()> = HashMap::default();
     loop {
         let done = tokio::select! {
-            r = reader.recv(&mut batch) => { r.context("read the ring buffer")?; false }
+            r = source.recv(&mut kbuf, &mut batch) => { r?; false }
             () = &mut stop => true,
             () = &mut deadline => true,
-            _ = drain_tick.tick() => { reader.drain(&mut batch); false }
+            _ = drain_tick.tick() => { source.drain(&mut kbuf, &mut batch); false }
             _ = tick.tick() => {
                 if opts.progress && started.elapsed() >= Duration::from_millis(900) {
-                    let stats = probes.stats().unwrap_or_default();
+                    let stats = match &source {
+                        Source::Ebpf { probes, .. } => probes.stats().unwrap_or_default(),
+                        Source::Raw(_) => ProbeStats::default(),
+                    };
                     let rate = live.events - last_events;
                     last_events = live.events;
                     show(tty, started.elapsed(), rate, open_sockets.len(), &live, stats.reserve_failed);
@@ -173,9 +324,22 @@ pub async fn run(
             }
         };
         if done {
-            reader.drain(&mut batch);
+            source.drain(&mut kbuf, &mut batch);
         }
-        for ev in batch.drain(..) {
+        for item in batch.drain(..) {
+            let ev = match item {
+                Observed::Kernel(ev) => ev,
+                Observed::Wire(w) => {
+                    wire_events += 1;
+                    if let Some((p, out)) = raw.as_mut() {
+                        serde_json::to_writer(&mut *out, &WireLine { wire: &w })
+                            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
+                            .with_context(|| format!("write {}", p.display()))?;
+                    }
+                    on_event(&Observed::Wire(w));
+                    continue;
+                }
+            };
             if let Some(want) = opts.pid {
                 if ev.event == EventKind::StateChange && ev.new_state == Some(TcpState::SynSent) {
                     pids.insert(ev.skaddr, ev.pid);
@@ -196,7 +360,7 @@ pub async fn run(
                     .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
                     .with_context(|| format!("write {}", p.display()))?;
             }
-            on_event(&ev);
+            on_event(&Observed::Kernel(ev));
         }
         if done {
             break;
@@ -206,13 +370,36 @@ pub async fn run(
         eprintln!();
     }
     let end_unix_ns = unix_ns_now();
-    let stats = probes.stats()?;
-    let names = probes.names().clone();
-    let drop_reasons = probes
-        .drop_reason_counts()?
-        .into_iter()
-        .map(|(r, n)| (names.drop_reason(r), n))
-        .collect();
+    let name_sources = source.name_sources();
+    let backend = source.name();
+    let (stats, drop_reasons, decode_errors, capture) = match source {
+        Source::Ebpf { probes, reader, .. } => {
+            let names = probes.names().clone();
+            let drop_reasons = probes
+                .drop_reason_counts()?
+                .into_iter()
+                .map(|(r, n)| (names.drop_reason(r), n))
+                .collect();
+            (probes.stats()?, drop_reasons, reader.decode_errors(), None)
+        }
+        Source::Raw(r) => {
+            let mut late = Vec::new();
+            let cap = r.stop(&mut late);
+            for item in late {
+                if let Observed::Wire(_) = &item {
+                    wire_events += 1;
+                }
+                on_event(&item);
+            }
+            let stats = ProbeStats {
+                emitted: live.events,
+                // Packets the kernel dropped before the capture read them: lost evidence.
+                reserve_failed: cap.drops(),
+                ..ProbeStats::default()
+            };
+            (stats, BTreeMap::new(), 0, Some(cap))
+        }
+    };
     let host_counters = match (&host_before, Snapshot::read()) {
         (Some(b), Ok(a)) => Some(host::delta(b, &a)),
         (_, Err(e)) => {
@@ -232,9 +419,9 @@ pub async fn run(
         _ => None,
     };
     let outcome = AttachOutcome {
-        attach: probes.report().clone(),
+        attach: attach_report,
         stats,
-        decode_errors: reader.decode_errors(),
+        decode_errors,
         events: live.events,
         pid_filtered,
         by_kind: EventKind::ALL
@@ -245,7 +432,11 @@ pub async fn run(
         start_unix_ns,
         end_unix_ns,
         kernel_release: kernel_release(),
-        names: names.sources.clone(),
+        names: name_sources,
+        backend,
+        backend_notice,
+        capture,
+        wire_events,
         drop_reasons,
         host_counters,
         port_range,
@@ -323,6 +514,9 @@ impl AttachOutcome {
             started_unix_ns: self.start_unix_ns,
             ended_unix_ns: self.end_unix_ns,
             probes: self.attach.clone(),
+            backend: self.backend.to_owned(),
+            backend_notice: self.backend_notice.clone(),
+            capture: self.capture.clone(),
             filters: filters.clone(),
             names: Some(self.names.clone()),
             lost_events: self.stats.reserve_failed,
@@ -384,6 +578,13 @@ pub fn kind_name(k: EventKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("{k:?}"))
+}
+
+/// A wire fact as a line of the raw event log (`{"wire": {...}}`), apart from kernel
+/// event lines.
+#[derive(Serialize)]
+struct WireLine<'a> {
+    wire: &'a WireEvent,
 }
 
 fn unix_ns_now() -> u64 {

@@ -71,6 +71,14 @@ impl KernelEvent {
     }
 }
 
+/// What a backend hands the session: a kernel event (from the ring buffer, or played by
+/// the raw backend's tracker) or a fact only the wire shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    Kernel(KernelEvent),
+    Wire(crate::raw::track::WireEvent),
+}
+
 /// Why a record could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

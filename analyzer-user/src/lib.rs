@@ -13,6 +13,7 @@ pub mod join;
 pub mod names;
 pub mod offline;
 pub mod probe;
+pub mod raw;
 pub mod report;
 pub mod rules;
 pub mod session;

@@ -3,7 +3,7 @@
 use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use analyzer::{
-    attach::AttachOptions,
+    attach::{AttachOptions, Backend},
     check,
     offline::Format,
     probe::{FilterConfig, error_chain},
@@ -98,6 +98,13 @@ struct AttachArgs {
     /// No live counters on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// ebpf (tracepoints), raw (AF_PACKET capture: TCP, TLS and h2c from the wire), or
+    /// auto: eBPF, falling back to raw with a notice saying why.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// Interface the raw backend captures on (repeatable; default lo).
+    #[arg(long = "iface", value_name = "NAME")]
+    ifaces: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -162,6 +169,8 @@ async fn attach(a: AttachArgs) -> Result<ExitCode> {
             raw_events: a.raw_events,
             progress: !a.quiet,
             ready: None,
+            backend: a.backend,
+            ifaces: a.ifaces,
         },
         loadgen_events: a.loadgen_events,
         all: a.all,
@@ -174,6 +183,20 @@ async fn attach(a: AttachArgs) -> Result<ExitCode> {
         }
     };
     let (outcome, report) = session::run(&opts, stop).await?;
+    if let Some(c) = &outcome.capture {
+        eprintln!(
+            "capture: {} packets on {}, {} dropped by the kernel, {} wire facts, {} connections followed",
+            c.interfaces.iter().map(|i| i.packets).sum::<u64>(),
+            c.interfaces
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.drops(),
+            outcome.wire_events,
+            c.track.flows
+        );
+    }
     eprintln!(
         "events: {} ({}); lost in kernel: {} (ring full), field read failures: {}, \
          undecodable: {}",

@@ -29,10 +29,11 @@ use loadgen::ndjson::NdjsonLines;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    event::KernelEvent,
+    event::{KernelEvent, Observed},
     join::ReadError,
     names::NameSources,
     probe::{AttachReport, FilterConfig},
+    raw::track::WireEvent,
     report::{Analysis, AnalysisOptions, FinishInput, Report, Run},
     rules::HostEvidence,
 };
@@ -175,7 +176,10 @@ pub fn analyze_files(
             late += 1;
         }
         last_ts = last_ts.max(p.ts);
-        analysis.ingest_kernel(&p.event);
+        match &p.event {
+            Observed::Kernel(ev) => analysis.ingest_kernel(ev),
+            Observed::Wire(w) => analysis.ingest_wire(w),
+        }
     };
     for path in kernel {
         let mut lines = NdjsonLines::open(path)?;
@@ -186,7 +190,7 @@ pub fn analyze_files(
                     pending.push(Reverse(Pending {
                         ts: event.ts_unix_ns,
                         seq,
-                        event,
+                        event: Observed::Kernel(event),
                     }));
                     if pending.len() > REORDER_WINDOW
                         && let Some(Reverse(p)) = pending.pop()
@@ -197,6 +201,14 @@ pub fn analyze_files(
                 Err(err) => match meta_line(bytes) {
                     Some(Meta::Header(h)) => apply_header(&mut input.run, h.meta),
                     Some(Meta::Trailer(t)) => apply_trailer(&mut input, t.end),
+                    Some(Meta::Wire(w)) => {
+                        seq += 1;
+                        pending.push(Reverse(Pending {
+                            ts: w.wire.ts_unix_ns,
+                            seq,
+                            event: Observed::Wire(w.wire),
+                        }));
+                    }
                     None => lines.bad_line(err, "kernel event", |_, e| e)?,
                 },
             }
@@ -220,7 +232,7 @@ pub fn analyze_files(
 struct Pending {
     ts: u64,
     seq: u64,
-    event: KernelEvent,
+    event: Observed,
 }
 
 impl PartialEq for Pending {
@@ -243,12 +255,22 @@ impl Ord for Pending {
 enum Meta {
     Header(KernelLogHeader),
     Trailer(KernelLogTrailer),
+    /// A raw-backend wire fact (`{"wire": {...}}`).
+    Wire(WireLine),
+}
+
+#[derive(Deserialize)]
+struct WireLine {
+    wire: WireEvent,
 }
 
 /// The header or trailer a line holds, if it is one.
 fn meta_line(bytes: &[u8]) -> Option<Meta> {
     if let Ok(h) = serde_json::from_slice::<KernelLogHeader>(bytes) {
         return Some(Meta::Header(h));
+    }
+    if let Ok(w) = serde_json::from_slice::<WireLine>(bytes) {
+        return Some(Meta::Wire(w));
     }
     serde_json::from_slice::<KernelLogTrailer>(bytes)
         .ok()

@@ -69,6 +69,15 @@ pub struct Run {
     /// Filled by [`Analysis::finish`].
     pub duration_ns: u64,
     pub probes: AttachReport,
+    /// `ebpf` (tracepoints) or `raw` (AF_PACKET capture).
+    #[serde(default = "ebpf_backend")]
+    pub backend: String,
+    /// Why `--backend auto` fell back to the raw backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_notice: Option<String>,
+    /// The raw backend's capture: interfaces, packets, kernel drops, tracker counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::raw::source::CaptureReport>,
     pub filters: FilterConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<NameSources>,
@@ -86,6 +95,10 @@ pub struct Run {
     pub loadgen_files: Vec<FileInfo>,
     /// Problems that did not stop the report.
     pub warnings: Vec<String>,
+}
+
+fn ebpf_backend() -> String {
+    "ebpf".into()
 }
 
 /// Counts over the run.

@@ -21,6 +21,10 @@
 //! 8. `h2_goaway_enhance_your_calm`, `h2_goaway_no_error`, `h2_goaway` (other codes).
 //! 9. `h2_rst_stream` (detail: the code).
 //! 10. `http_status` (detail: the status).
+//!     Also from the raw backend's capture (`tls_from_wire`, `h2_from_wire`), for
+//!     failures no loadgen event explains: the same cause ids, wire evidence.
+//!     Then `rst_possibly_injected` — an RST whose TTL or IP ID does not fit its sender's
+//!     other packets (raw backend), before the rules that take RSTs at face value.
 //! 11. `idle_race` — reset or FIN on a connection idle past the threshold, request sent
 //!     into it. Before 13 and 14, which it refines.
 //! 12. `rst_sent_by_this_host` — this host reset the connection first (detail: reason).
@@ -43,6 +47,7 @@ mod connect;
 mod h2;
 mod tcp;
 mod tls;
+mod wire;
 
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -56,6 +61,7 @@ pub use tcp::{
     idle_race, peer_fin_outstanding, rst_sent_by_this_host, server_abort_mid_request, timeout,
 };
 pub use tls::{tls_cert_mismatch, tls_other};
+pub use wire::{h2_from_wire, rst_possibly_injected, tls_from_wire};
 
 /// Host-level evidence over the run (counter deltas from /proc/net/netstat and
 /// /proc/net/snmp, the ephemeral port range, port use per destination). Filled by the
@@ -147,6 +153,8 @@ pub enum Source {
     Kernel,
     Loadgen,
     Host,
+    /// The raw backend's capture.
+    Wire,
 }
 
 /// One fact a verdict used. Serialized with a wall-clock `at` when it has a time.
@@ -192,6 +200,14 @@ impl Evidence {
         Self {
             source: Source::Loadgen,
             ts_unix_ns: (ts_unix_ns != 0).then_some(ts_unix_ns),
+            what: what.into(),
+        }
+    }
+
+    pub fn wire(ts_unix_ns: u64, what: impl Into<String>) -> Self {
+        Self {
+            source: Source::Wire,
+            ts_unix_ns: Some(ts_unix_ns),
             what: what.into(),
         }
     }
@@ -300,9 +316,12 @@ pub const RULES: &[(&str, Rule)] = &[
     ("listen_overflow_or_syn_drop", listen_overflow_or_syn_drop),
     ("tls_cert_mismatch", tls_cert_mismatch),
     ("tls_other", tls_other),
+    ("tls_from_wire", tls_from_wire),
     ("h2_goaway", h2_goaway),
     ("h2_rst_stream", h2_rst_stream),
+    ("h2_from_wire", h2_from_wire),
     ("http_status", http_status),
+    ("rst_possibly_injected", rst_possibly_injected),
     ("idle_race", idle_race),
     ("rst_sent_by_this_host", rst_sent_by_this_host),
     ("server_abort_mid_request", server_abort_mid_request),

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     attach::{self, AttachOptions, AttachOutcome},
+    event::Observed,
     host::PortRange,
     report::{Analysis, AnalysisOptions, FinishInput, Report},
 };
@@ -37,7 +38,11 @@ pub async fn run(
         aopts.table.ephemeral_ports = (r.low, r.high);
     }
     let mut analysis = Analysis::new(aopts);
-    let outcome = attach::run(&opts.attach, stop, |ev| analysis.ingest_kernel(ev)).await?;
+    let outcome = attach::run(&opts.attach, stop, |o| match o {
+        Observed::Kernel(ev) => analysis.ingest_kernel(ev),
+        Observed::Wire(w) => analysis.ingest_wire(w),
+    })
+    .await?;
     let report = analysis
         .finish(FinishInput {
             run: outcome.run_facts(&opts.attach.filter),

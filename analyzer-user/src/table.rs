@@ -16,9 +16,13 @@
 //! only counted unless [`TableConfig::keep_all`]. [`ConnTable::finish`] turns the table
 //! into the indexed, read-only [`Connections`](crate::join::Connections) the join uses.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     net::SocketAddr,
 };
+
+// Keys are kernel addresses, cookies and tuples, hashed per event on the hot path:
+// foldhash instead of SipHash (a third of the reader's CPU under churn, by perf).
+use foldhash::HashMap;
 
 use analyzer_common::EventKind;
 
@@ -127,15 +131,15 @@ impl ConnTable {
         Self {
             cfg,
             next_id: 1,
-            live: HashMap::new(),
-            live_by_tuple: HashMap::new(),
+            live: HashMap::default(),
+            live_by_tuple: HashMap::default(),
             kept: BTreeMap::new(),
             kept_failed: VecDeque::new(),
             kept_other: VecDeque::new(),
-            listeners: HashMap::new(),
+            listeners: HashMap::default(),
             listener_records: BTreeMap::new(),
             server_ports: BTreeSet::new(),
-            orphans: HashMap::new(),
+            orphans: HashMap::default(),
             orphan_order: VecDeque::new(),
             drop_reasons: BTreeMap::new(),
             counts: TableCounts::default(),
@@ -159,6 +163,24 @@ impl ConnTable {
     /// The live record of a socket (tests, live displays).
     pub fn live(&self, skaddr: u64) -> Option<&ConnRecord> {
         self.live.get(&skaddr)
+    }
+
+    /// Keeps a wire fact (raw backend) on its connection's live record: by the synthetic
+    /// socket address, else by the client's 4-tuple. A fact for no live record is
+    /// counted as untracked.
+    pub fn ingest_wire(&mut self, w: &crate::raw::track::WireEvent) {
+        let key = if self.live.contains_key(&w.skaddr) {
+            Some(w.skaddr)
+        } else {
+            self.live_by_tuple
+                .get(&(w.client, w.server))
+                .or_else(|| self.live_by_tuple.get(&(w.server, w.client)))
+                .copied()
+        };
+        match key.and_then(|k| self.live.get_mut(&k)) {
+            Some(rec) => rec.add_wire(w),
+            None => self.counts.untracked_events += 1,
+        }
     }
 
     /// Folds one event into the table. Events should come in timestamp order; a little

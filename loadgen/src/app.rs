@@ -71,6 +71,11 @@ pub fn report(r: &ReportArgs) -> Result<ExitCode> {
     )
 }
 
+/// `loadgen packets` (see [`crate::packets::cmd`]).
+pub fn packets(p: &crate::packets::args::PacketsArgs) -> Result<ExitCode> {
+    crate::packets::cmd::packets(p)
+}
+
 fn thresholds_of(t: &ThresholdArgs) -> Result<Vec<thresholds::Threshold>> {
     Ok(t.parse()?)
 }

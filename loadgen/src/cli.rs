@@ -33,6 +33,8 @@ pub enum Command {
     Attack(Box<AttackArgs>),
     /// Rebuild the report from one or more --events files (runs split across hosts merge).
     Report(ReportArgs),
+    /// Packet-level tools: raw SYN probes (`syn`) and RST/FIN injection (`inject`).
+    Packets(crate::packets::args::PacketsArgs),
 }
 
 /// Output format of the final report.

@@ -13,6 +13,7 @@ mod h1conn;
 pub mod h2conn;
 pub mod h2frame;
 pub mod model;
+pub mod packets;
 pub mod ndjson;
 pub mod rate;
 pub mod record;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Attack(a) => loadgen::app::attack(&a),
         Command::Report(r) => loadgen::app::report(&r),
+        Command::Packets(p) => loadgen::app::packets(&p),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,7 @@
 use std::{path::PathBuf, process::Command, sync::mpsc, time::Duration};
 
 use analyzer::{
-    attach::AttachOptions,
+    attach::{AttachOptions, Backend},
     probe::FilterConfig,
     session::{self, SessionOptions},
 };
@@ -20,6 +20,10 @@ enum Client<'a> {
     Loadgen(&'a [&'a str]),
     /// curl with these flags, `count` times (URL added here).
     Curl(&'a [&'a str], usize),
+    /// curl over TLS (https URL, the testbed's name and CA added here), `count` times.
+    CurlTls(&'a [&'a str], usize),
+    /// loadgen over h2c (http URL, `--h2c` added here).
+    LoadgenH2c(&'a [&'a str]),
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -31,6 +35,12 @@ fn tmp(name: &str) -> PathBuf {
 /// Starts the testbed with `fault`, attaches the analyzer filtered on its port, runs the
 /// client, stops the analyzer and returns the report as JSON.
 fn analyze(fault: &str, client: Client<'_>) -> Value {
+    analyze_on(Backend::Ebpf, fault, client, true)
+}
+
+/// [`analyze`] with `backend`; `join` false leaves loadgen's events out of the report,
+/// so the verdict rests on what the backend saw alone.
+fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tb = rt
         .block_on(Testbed::start(Config::with_specs([fault]).unwrap()))
@@ -38,9 +48,11 @@ fn analyze(fault: &str, client: Client<'_>) -> Value {
     let addr = tb.addr(fault).unwrap();
     let who = match client {
         Client::Loadgen(_) => "loadgen",
+        Client::LoadgenH2c(_) => "loadgen-h2c",
         Client::Curl(..) => "curl",
+        Client::CurlTls(..) => "curl-tls",
     };
-    let stem: String = format!("{who}-{fault}")
+    let stem: String = format!("{who}-{fault}-{backend:?}")
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
@@ -57,11 +69,13 @@ fn analyze(fault: &str, client: Client<'_>) -> Value {
             },
             raw_events: Some(raw.clone()),
             ready: Some(ready_tx),
+            backend,
+            ifaces: Vec::new(),
             ..AttachOptions::default()
         },
         loadgen_events: match client {
-            Client::Loadgen(_) => vec![events.clone()],
-            Client::Curl(..) => vec![],
+            Client::Loadgen(_) | Client::LoadgenH2c(_) if join => vec![events.clone()],
+            _ => vec![],
         },
         all: false,
     };
@@ -101,6 +115,41 @@ fn analyze(fault: &str, client: Client<'_>) -> Value {
             let cfg = loadgen::cli::to_config(&a).unwrap();
             rt.block_on(loadgen::run::run(cfg, Value::Null, false))
                 .unwrap();
+        }
+        Client::LoadgenH2c(flags) => {
+            let url = format!("http://{addr}/");
+            let mut argv: Vec<&str> = vec![
+                "loadgen",
+                "attack",
+                &url,
+                "--h2c",
+                "--events",
+                events.to_str().unwrap(),
+                "--quiet",
+            ];
+            argv.extend_from_slice(flags);
+            let LgCommand::Attack(a) = Cli::try_parse_from(argv).unwrap().command else {
+                unreachable!()
+            };
+            let cfg = loadgen::cli::to_config(&a).unwrap();
+            rt.block_on(loadgen::run::run(cfg, Value::Null, false))
+                .unwrap();
+        }
+        Client::CurlTls(flags, count) => {
+            let name = tb.server_name().to_owned();
+            for _ in 0..count {
+                let st = Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "--max-time", "5"])
+                    .arg("--resolve")
+                    .arg(format!("{name}:{}:{}", addr.port(), addr.ip()))
+                    .arg("--cacert")
+                    .arg(tb.ca_path())
+                    .args(flags)
+                    .arg(format!("https://{name}:{}/", addr.port()))
+                    .status()
+                    .expect("curl runs");
+                assert!(!st.success(), "curl against {fault} must fail");
+            }
         }
         Client::Curl(flags, count) => {
             for _ in 0..count {
@@ -347,4 +396,101 @@ fn graceful_goaway_costs_nothing_and_rst_mid_response_is_an_abort() {
     );
     let t = assert_top(&r, "server_abort_mid_request");
     assert!(text(t).contains("RST"), "{t:#}");
+}
+
+/// The raw backend (AF_PACKET capture, no eBPF) reaches the TCP-level verdicts the eBPF
+/// backend reaches in the tests above, for loadgen and for a foreign client.
+#[test]
+fn raw_backend_gives_the_ebpf_verdicts_for_tcp_faults() {
+    let h1: &[&str] = &["--http1", "--rate", "20", "--duration", "500ms"];
+    let cases: [(&str, Client<'_>, &str); 8] = [
+        ("refused", Client::Loadgen(h1), "connect_refused"),
+        ("rst", Client::Loadgen(h1), "server_abort_mid_request"),
+        (
+            "backlog-full",
+            Client::Loadgen(&[
+                "--http1",
+                "--connect-timeout",
+                "2500ms",
+                "--rate",
+                "10",
+                "--duration",
+                "300ms",
+            ]),
+            "listen_overflow_or_syn_drop",
+        ),
+        (
+            "fin-mid-response",
+            Client::Loadgen(&["--http1", "--rate", "10", "--duration", "300ms"]),
+            "peer_fin_outstanding",
+        ),
+        (
+            "stall",
+            Client::Loadgen(&[
+                "--http1",
+                "--timeout",
+                "300ms",
+                "--rate",
+                "10",
+                "--duration",
+                "300ms",
+            ]),
+            "timeout_slow_server",
+        ),
+        ("refused", Client::Curl(&[], 3), "connect_refused"),
+        ("rst", Client::Curl(&[], 3), "server_abort_mid_request"),
+        (
+            "backlog-full",
+            Client::Curl(&["--connect-timeout", "2.5"], 2),
+            "listen_overflow_or_syn_drop",
+        ),
+    ];
+    for (fault, client, want) in cases {
+        let r = analyze_on(Backend::Raw, fault, client, true);
+        assert_eq!(r["run"]["backend"], "raw", "{r:#}");
+        assert_top(&r, want);
+        let cap = &r["run"]["capture"];
+        assert!(
+            cap["interfaces"][0]["packets"].as_u64().unwrap() > 0,
+            "{cap:#}"
+        );
+        assert_eq!(cap["interfaces"][0]["drops"], 0, "capture drops: {cap:#}");
+    }
+}
+
+/// TLS 1.2 sends the certificate in plaintext: the raw backend names the mismatch from
+/// the wire alone (curl, no loadgen events).
+#[test]
+fn raw_backend_reads_a_tls12_certificate_mismatch_from_the_wire() {
+    let r = analyze_on(
+        Backend::Raw,
+        "wrong-cert",
+        Client::CurlTls(&["--tlsv1.2", "--tls-max", "1.2"], 2),
+        false,
+    );
+    let t = assert_top(&r, "tls_cert_mismatch");
+    let s = text(t);
+    assert!(s.contains("ClientHello SNI"), "{t:#}");
+    assert!(s.contains("\"source\":\"wire\""), "{t:#}");
+}
+
+/// h2c frames on the wire: GOAWAY and RST_STREAM codes without loadgen's events.
+#[test]
+fn raw_backend_reads_h2c_goaway_and_rst_stream_codes_from_the_wire() {
+    let r = analyze_on(
+        Backend::Raw,
+        "goaway-on-concurrency:2",
+        Client::LoadgenH2c(&["--users", "5", "--connections", "1", "--duration", "500ms"]),
+        false,
+    );
+    let t = assert_top(&r, "h2_goaway_enhance_your_calm");
+    assert!(text(t).contains("GOAWAY ENHANCE_YOUR_CALM"), "{t:#}");
+    let r = analyze_on(
+        Backend::Raw,
+        "rst-stream:refused_stream",
+        Client::LoadgenH2c(&["--rate", "10", "--duration", "300ms"]),
+        false,
+    );
+    let t = assert_top(&r, "h2_rst_stream");
+    assert!(text(t).contains("REFUSED_STREAM"), "{t:#}");
 }

@@ -106,7 +106,7 @@ fn test() -> Result<()> {
 const FUZZ_SECONDS_IN_TEST: u32 = 20;
 
 /// The cargo-fuzz targets in `fuzz/` (see fuzz/Cargo.toml).
-const FUZZ_TARGETS: &[&str] = &["targets", "h2frame"];
+const FUZZ_TARGETS: &[&str] = &["targets", "h2frame", "packet", "tls"];
 
 /// Runs each fuzz target for `seconds`; a crash fails the run and leaves the input
 /// under fuzz/artifacts/.

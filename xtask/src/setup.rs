@@ -8,12 +8,14 @@ use anyhow::{Result, bail};
 use crate::sh;
 
 /// Debian packages the build and the tests use: LLVM for bpf-linker, curl as a foreign
-/// client, iproute2 for test namespaces, util-linux for setpriv (unprivileged checks).
+/// client, iproute2 for test namespaces, util-linux for setpriv (unprivileged checks),
+/// nftables for `loadgen packets syn`.
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("llvm-22-dev", "LLVM 22 for bpf-linker"),
     ("curl", "a foreign HTTP client for tests and the demo"),
     ("iproute2", "network namespaces for tests"),
     ("util-linux", "setpriv for unprivileged checks"),
+    ("nftables", "nft for loadgen packets syn's temporary RST-drop rule and its tests"),
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

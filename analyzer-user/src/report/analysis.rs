@@ -105,6 +105,11 @@ impl Analysis {
         self.table.ingest(ev);
     }
 
+    /// Takes one wire fact (raw backend): kept on its connection's record.
+    pub fn ingest_wire(&mut self, w: &crate::raw::track::WireEvent) {
+        self.table.ingest_wire(w);
+    }
+
     /// The connection table's counters so far (for live displays).
     pub fn counts(&self) -> TableCounts {
         self.table.counts()

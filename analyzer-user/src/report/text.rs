@@ -120,6 +120,7 @@ pub(super) fn evidence_line(e: &Evidence) -> String {
         Source::Kernel => "kernel",
         Source::Loadgen => "loadgen",
         Source::Host => "host",
+        Source::Wire => "wire",
     };
     match e.ts_unix_ns {
         Some(t) => format!("{} {source}: {}", loadgen::record::rfc3339_ns(t), e.what),

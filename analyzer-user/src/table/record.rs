@@ -8,7 +8,7 @@ use analyzer_common::EventKind;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{TableConfig, Tuple};
-use crate::{event::KernelEvent, join::JoinKind, names::TcpState};
+use crate::{event::KernelEvent, join::JoinKind, names::TcpState, raw::track::WireFact};
 
 /// Which end of the connection this host's socket is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -213,6 +213,10 @@ pub struct ConnRecord {
     /// loadgen requests that failed on this connection.
     #[serde(default)]
     pub failed_requests: u64,
+    /// What the wire showed (raw backend): TLS and h2c facts, suspect RSTs, zero
+    /// windows; at most [`MAX_WIRE_FACTS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wire: Vec<WireFact>,
     /// The cause its (first) failure was attributed to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
@@ -221,7 +225,17 @@ pub struct ConnRecord {
     rst_pending: bool,
 }
 
+/// Wire facts kept per connection.
+pub const MAX_WIRE_FACTS: usize = 16;
+
 impl ConnRecord {
+    /// Keeps a wire fact (the first [`MAX_WIRE_FACTS`]).
+    pub fn add_wire(&mut self, w: &crate::raw::track::WireEvent) {
+        if self.wire.len() < MAX_WIRE_FACTS {
+            self.wire.push(w.fact.clone());
+        }
+    }
+
     pub(super) fn new(id: u64, skaddr: u64, ts_unix_ns: u64) -> Self {
         Self {
             id,
@@ -240,6 +254,7 @@ impl ConnRecord {
             join: JoinKind::KernelOnly,
             loadgen_conn_id: None,
             failed_requests: 0,
+            wire: Vec::new(),
             cause: None,
             rst_pending: false,
         }
@@ -261,13 +276,16 @@ impl ConnRecord {
     }
 
     /// The connection failed from this host's point of view as the client: an RST either
-    /// way, an errno delivered, or a SYN never answered. Server sockets (this host's
+    /// way, an errno delivered, a SYN never answered, or a failure only the wire shows (a
+    /// fatal TLS alert, a certificate not valid for the SNI, an h2c GOAWAY with an error
+    /// code or RST_STREAM, a suspect RST). Server sockets (this host's
     /// servers, e.g. the far end of a loopback test) and sockets of unknown role never
     /// count as failures; they stay as evidence.
     pub fn is_failed(&self) -> bool {
         let f = &self.facts;
         self.role == Role::Client
             && (f.rst_received > 0
+                || self.wire.iter().any(WireFact::means_failure)
                 || f.rst_sent > 0
                 || f.errno.is_some()
                 || self.connect_unanswered()

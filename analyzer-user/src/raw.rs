@@ -1,0 +1,21 @@
+//! Pure parsers for the raw-socket backend: TCP byte-stream reassembly and the TLS and
+//! h2c observers that read the reassembled bytes. No I/O: the capture loop and the TCP
+//! tracker feed them.
+//!
+//! Data flow per direction of one connection:
+//! `segment -> `[`reasm::StreamReassembler`]` -> `[`reasm::Chunk`]` -> `
+//! [`tls::TlsObserver`] or [`h2c::H2cObserver`]` -> facts`.
+//! Every piece bounds its memory whatever the input, and never panics on input data.
+
+pub mod h2c;
+pub mod reasm;
+pub mod tls;
+
+// The capture side (written apart from the parsers above): the socket filter, the
+// AF_PACKET capture, the per-connection inspector, the TCP tracker that plays the
+// kernel's events, and the session source that runs them.
+pub mod bpf;
+pub mod capture;
+pub mod flow;
+pub mod source;
+pub mod track;

@@ -1,0 +1,226 @@
+//! Rules from what the raw backend read on the wire, for failures no loadgen event
+//! explains (a foreign client): a TLS 1.2 certificate not valid for the SNI, a fatal
+//! plaintext TLS alert, an h2c GOAWAY or RST_STREAM by code, and an RST whose IP header
+//! does not fit the peer's other packets (possibly injected by a middlebox).
+use super::{Case, Confidence, Evidence, Level, Verdict, kernel_summary};
+use crate::{raw::track::WireFact, table::ConnRecord};
+
+fn wire_facts<'a>(case: &Case<'a>) -> Option<(&'a ConnRecord, &'a [WireFact])> {
+    if !case.kernel_decides() {
+        return None;
+    }
+    let k = case.kernel?;
+    (!k.wire.is_empty()).then_some((k, k.wire.as_slice()))
+}
+
+fn at(k: &ConnRecord) -> u64 {
+    k.facts.established_unix_ns.unwrap_or(k.first_unix_ns)
+}
+
+/// A TLS failure seen on the wire: the certificate presented does not name the SNI
+/// (`tls_cert_mismatch`), or a fatal alert ended the handshake (`tls_alert`, detail: the
+/// alert's name).
+pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
+    let (k, facts) = wire_facts(case)?;
+    let ts = at(k);
+    let sni = facts.iter().find_map(|f| match f {
+        WireFact::TlsClientHello { sni, .. } => sni.clone(),
+        _ => None,
+    });
+    let alert = facts.iter().find_map(|f| match f {
+        WireFact::TlsAlert {
+            from_server,
+            fatal: true,
+            name,
+            code,
+        } => Some((*from_server, name.clone(), *code)),
+        _ => None,
+    });
+    let alert_words = |(from_server, name, code): &(bool, String, u8)| {
+        format!(
+            "fatal TLS alert {name} ({code}) sent by the {}",
+            if *from_server { "server" } else { "client" }
+        )
+    };
+    let mismatch = facts.iter().find_map(|f| match f {
+        WireFact::TlsCertificate {
+            subject,
+            names,
+            issuer,
+            sha256,
+            matches_sni: Some(false),
+            ..
+        } => Some((subject, names, issuer, sha256)),
+        _ => None,
+    });
+    if let Some((subject, names, issuer, sha256)) = mismatch {
+        let sni = sni.unwrap_or_else(|| "the name requested".into());
+        let mut evidence = vec![
+            Evidence::wire(ts, format!("ClientHello SNI: {sni}")),
+            Evidence::wire(
+                ts,
+                format!(
+                    "certificate presented (TLS 1.2, in plaintext): subject {subject:?}, names [{}], issuer {issuer:?}, sha256 {}…",
+                    names.join(", "),
+                    sha256.chars().take(16).collect::<String>()
+                ),
+            ),
+        ];
+        if let Some(a) = &alert {
+            evidence.push(Evidence::wire(ts, alert_words(a)));
+        }
+        evidence.extend(kernel_summary(k));
+        return Some(Verdict {
+            cause: "tls_cert_mismatch",
+            detail: None,
+            title: "TLS certificate not valid for the name requested (SNI)".into(),
+            confidence: Confidence::new(
+                Level::High,
+                "the raw capture compared the SNI in the ClientHello with the names in the certificate the server sent",
+            ),
+            evidence,
+            hint: format!(
+                "the server presented a certificate not valid for {sni} (it names {}): usually a reverse proxy's default certificate, served because no router/host rule matched {sni} or its certificate failed to load",
+                names.join(", ")
+            ),
+        });
+    }
+    let a = alert?;
+    let mut evidence = vec![Evidence::wire(ts, alert_words(&a))];
+    if let Some(s) = &sni {
+        evidence.push(Evidence::wire(ts, format!("ClientHello SNI: {s}")));
+    }
+    evidence.extend(kernel_summary(k));
+    Some(Verdict {
+        cause: "tls_alert",
+        detail: Some(a.1.clone()),
+        title: format!("TLS handshake ended by a fatal alert: {}", a.1),
+        confidence: Confidence::new(Level::High, "the raw capture read the alert in plaintext"),
+        evidence,
+        hint: if a.0 {
+            "the server refused the handshake: check the protocol versions, cipher suites, SNI and ALPN it accepts, and whether it wants a client certificate".into()
+        } else {
+            "the client rejected the server's handshake (often its certificate: unknown CA, wrong name, expired): see the alert's name".into()
+        },
+    })
+}
+
+/// An h2c GOAWAY with an error code, or an RST_STREAM, seen on the wire.
+pub fn h2_from_wire(case: &Case<'_>) -> Option<Verdict> {
+    let (k, facts) = wire_facts(case)?;
+    let ts = at(k);
+    for f in facts {
+        match f {
+            WireFact::H2Goaway {
+                from_server: true,
+                code,
+                last_stream_id,
+                debug,
+                streams_in_flight,
+                streams_unprocessed,
+            } if code != "NO_ERROR" => {
+                let max = facts.iter().find_map(|f| match f {
+                    WireFact::H2Settings {
+                        max_concurrent_streams,
+                    } => Some(max_concurrent_streams.to_string()),
+                    _ => None,
+                });
+                let max = max.unwrap_or_else(|| "not announced".into());
+                let debug = if debug.is_empty() {
+                    String::new()
+                } else {
+                    format!(", debug data {debug:?}")
+                };
+                let mut evidence = vec![
+                    Evidence::wire(
+                        ts,
+                        format!("GOAWAY {code} with last_stream_id {last_stream_id}{debug}"),
+                    ),
+                    Evidence::wire(
+                        ts,
+                        format!(
+                            "{streams_in_flight} client streams in flight when it came ({streams_unprocessed} above last_stream_id: never processed, safe to retry); server SETTINGS_MAX_CONCURRENT_STREAMS {max}"
+                        ),
+                    ),
+                ];
+                evidence.extend(kernel_summary(k));
+                let (cause, detail) = if code == "ENHANCE_YOUR_CALM" {
+                    ("h2_goaway_enhance_your_calm", None)
+                } else {
+                    ("h2_goaway", Some(code.clone()))
+                };
+                return Some(Verdict {
+                    cause,
+                    detail,
+                    title: format!("HTTP/2 GOAWAY {code}"),
+                    confidence: Confidence::new(
+                        Level::High,
+                        "the raw capture read the server's GOAWAY frame (h2c)",
+                    ),
+                    evidence,
+                    hint: format!(
+                        "the server tore the connection down with {code} (RFC 9113 section 7): for ENHANCE_YOUR_CALM keep the client's streams per connection under the server's SETTINGS_MAX_CONCURRENT_STREAMS ({max}) or raise the server's limit; streams above last_stream_id are safe to retry"
+                    ),
+                });
+            }
+            WireFact::H2RstStream {
+                from_server: true,
+                stream_id,
+                code,
+            } => {
+                let mut evidence = vec![Evidence::wire(
+                    ts,
+                    format!("RST_STREAM {code} on stream {stream_id} from the server"),
+                )];
+                evidence.extend(kernel_summary(k));
+                return Some(Verdict {
+                    cause: "h2_rst_stream",
+                    detail: Some(code.clone()),
+                    title: format!("HTTP/2 stream reset by the server: {code}"),
+                    confidence: Confidence::new(Level::High, "the raw capture read the server's RST_STREAM frame (h2c)"),
+                    evidence,
+                    hint: "the server reset the stream with this code (RFC 9113 section 7); REFUSED_STREAM means it was never processed and is safe to retry".into(),
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// An RST whose TTL or IP ID does not fit the packets its sender sent before: likely
+/// forged by a middlebox (firewall, IDS, load balancer) rather than sent by the peer.
+pub fn rst_possibly_injected(case: &Case<'_>) -> Option<Verdict> {
+    let k = case.kernel?;
+    let (ttl, expected, why, from_server) = k.wire.iter().find_map(|f| match f {
+        WireFact::RstSuspect {
+            ttl,
+            expected_ttl,
+            why,
+            from_server,
+            ..
+        } => Some((*ttl, *expected_ttl, why.clone(), *from_server)),
+        _ => None,
+    })?;
+    let ts = k.facts.rst_received_unix_ns.unwrap_or(k.last_unix_ns);
+    let mut evidence = vec![Evidence::wire(
+        ts,
+        format!(
+            "RST from the {} end: {why}",
+            if from_server { "server" } else { "client" }
+        ),
+    )];
+    evidence.extend(case.request_evidence());
+    evidence.extend(kernel_summary(k));
+    Some(Verdict {
+        cause: "rst_possibly_injected",
+        detail: None,
+        title: "connection reset by an RST that did not come from the peer's stack".into(),
+        confidence: Confidence::new(
+            Level::Medium,
+            format!("the RST's TTL {ttl} differs from the {expected} of every earlier packet from that end"),
+        ),
+        evidence,
+        hint: "a middlebox on the path (firewall, IDS, load balancer, NAT with a short idle timeout) forged the reset: find which device sits that many hops away and check its session timeouts and rules".into(),
+    })
+}
