@@ -15,7 +15,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("curl", "a foreign HTTP client for tests and the demo"),
     ("iproute2", "network namespaces for tests"),
     ("util-linux", "setpriv for unprivileged checks"),
-    ("nftables", "nft for loadgen packets syn's temporary RST-drop rule and its tests"),
+    (
+        "nftables",
+        "nft for loadgen packets syn's temporary RST-drop rule and its tests",
+    ),
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
