@@ -494,3 +494,131 @@ fn raw_backend_reads_h2c_goaway_and_rst_stream_codes_from_the_wire() {
     let t = assert_top(&r, "h2_rst_stream");
     assert!(text(t).contains("REFUSED_STREAM"), "{t:#}");
 }
+
+/// Reads until the peer resets the connection (bounded by the read timeout).
+fn read_until_reset(c: &mut std::net::TcpStream) -> std::io::Error {
+    use std::io::Read;
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..1000 {
+        match c.read(&mut buf) {
+            Ok(0) => panic!("EOF where an RST was expected"),
+            Ok(_) => {}
+            Err(e) => return e,
+        }
+    }
+    panic!("the connection kept delivering data");
+}
+
+/// An RST forged by `loadgen packets inject` (TTL 128, random IP ID) is flagged as
+/// possibly injected; the server's own RST on a connection beside it (SO_LINGER 0, the
+/// stack's TTL 64) is not.
+#[test]
+fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = SessionOptions {
+        attach: AttachOptions {
+            filter: FilterConfig {
+                ports: vec![server.port()],
+                ..FilterConfig::default()
+            },
+            ready: Some(ready_tx),
+            backend: Backend::Raw,
+            ..AttachOptions::default()
+        },
+        loadgen_events: vec![],
+        all: true,
+    };
+    let session = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(session::run(&opts, async {
+            let _ = stop_rx.await;
+        }))
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the analyzer attached");
+    // Both connections exchange data both ways first, so each end's TTL and IP IDs are known.
+    let pair = || {
+        let mut c = std::net::TcpStream::connect(server).unwrap();
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4];
+        for _ in 0..3 {
+            c.write_all(b"ping").unwrap();
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(b"pong").unwrap();
+            c.read_exact(&mut buf).unwrap();
+        }
+        (c, s)
+    };
+    let (mut genuine, s1) = pair();
+    socket2::SockRef::from(&s1)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s1);
+    let e = read_until_reset(&mut genuine);
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+
+    let (mut victim, _s2) = pair();
+    let m = format!("{}-{server}", victim.local_addr().unwrap());
+    let argv = [
+        "loadgen",
+        "packets",
+        "inject",
+        "--rst",
+        "--match",
+        &m,
+        "--direction",
+        "to-client",
+    ];
+    let LgCommand::Packets(p) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    let injector = std::thread::spawn(move || loadgen::app::packets(&p));
+    let e = read_until_reset(&mut victim);
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    let code = injector.join().unwrap().expect("inject ran");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    std::thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    let (_outcome, report) = session.join().unwrap().expect("analyzer session");
+    let r = serde_json::to_value(&report).unwrap();
+    let victim_port = victim.local_addr().unwrap().port();
+    let genuine_port = genuine.local_addr().unwrap().port();
+    let causes = r["causes"].as_array().unwrap();
+    let injected = causes
+        .iter()
+        .find(|c| c["id"] == "rst_possibly_injected")
+        .unwrap_or_else(|| panic!("no injected-RST cause: {r:#}"));
+    assert_eq!(injected["count"], 1, "{injected:#}");
+    assert!(text(injected).contains("TTL 128"), "{injected:#}");
+    let conn_of = |port: u16| {
+        r["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["role"] == "client"
+                    && c["local"]
+                        .as_str()
+                        .is_some_and(|l| l.ends_with(&format!(":{port}")))
+            })
+            .unwrap_or_else(|| panic!("no record of client port {port}: {r:#}"))
+            .clone()
+    };
+    assert_eq!(conn_of(victim_port)["cause"], "rst_possibly_injected");
+    let g = conn_of(genuine_port);
+    assert_eq!(g["cause"], "server_abort_mid_request", "{g:#}");
+    assert!(
+        !text(&g).contains("rst_suspect"),
+        "the server's own RST was flagged: {g:#}"
+    );
+}
