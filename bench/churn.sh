@@ -9,17 +9,21 @@
 # traced: 25k connections/s on loopback is the tracing load of 50k connections/s from a
 # load host to a remote server.
 #
-# Rounds are interleaved (none, analyzer, tcpdump, rotated each round). Phases:
+# Observers: none, analyzer (eBPF backend), raw (the analyzer's raw-socket backend:
+# AF_PACKET capture of the same traffic), tcpdump -w. Rounds are interleaved (rotated each
+# round). Phases:
 #   max     flat out (3 client threads) for DUR s
 #   rate R  for each R in RATES: paced to R connections/s (8 client threads)
 # Per run: connections/s reached, the observer's user+sys CPU over the churn window (from
 # /proc/PID/stat), what it recorded and lost (analyzer: events and "lost in kernel", and
-# run.lost_events in its report; tcpdump: packets captured and dropped by kernel), the
+# run.lost_events in its report; raw: packets captured and PACKET_STATISTICS drops;
+# tcpdump: packets captured and dropped by kernel), the
 # analyzer's BPF program run time (fdinfo run_time_ns; kernel.bpf_stats_enabled=1 during
 # the run, restored after). Rows: out/bench/churn-<date>.tsv; medians and ratios:
 # out/bench/churn-<date>.md, printed at the end.
 #
-# Knobs: ROUNDS (3), DUR (5), RATES ("10000 20000"), PORT (18491), SKIP_BUILD=1.
+# Knobs: ROUNDS (3), DUR (5), RATES ("10000 20000"), PORT (18491), TOOLS ("none analyzer
+# raw tcpdump"), SKIP_BUILD=1.
 # Traffic: 127.0.0.1 only. Every run is under `timeout`; every wait is bounded; Ctrl-C
 # stops what the script started and restores the sysctl.
 set -euo pipefail
@@ -72,9 +76,11 @@ one() {
     rm -f "$TMP"/obs.* "$TMP/x.pcap"
     OBS=""
     case $tool in
-    analyzer)
-        timeout 300 "$TMP/analyzer" attach --port "$PORT" --quiet --out "$TMP/obs.json" \
-            >"$TMP/obs.out" 2>"$TMP/obs.err" &
+    analyzer | raw)
+        local backend=ebpf
+        [[ $tool == raw ]] && backend=raw
+        timeout 300 "$TMP/analyzer" attach --backend "$backend" --port "$PORT" --quiet \
+            --out "$TMP/obs.json" >"$TMP/obs.out" 2>"$TMP/obs.err" &
         OBS=$!
         for ((i = 0; i < 300; i++)); do grep -q '^attached:' "$TMP/obs.err" && break; sleep 0.1; done
         ;;
@@ -104,7 +110,11 @@ phase, tool, rnd, tmp, jif, tck, b0, b1 = sys.argv[1:9]
 c = json.load(open(os.path.join(tmp, "churn.json")))
 err = open(os.path.join(tmp, "obs.err"), errors="replace").read() if tool != "none" else ""
 events = lost = -1
-if tool == "analyzer":
+if tool == "raw":
+    m = re.search(r"^capture: (\d+) packets on \S+, (\d+) dropped", err, re.M)
+    if m:
+        events, lost = int(m.group(1)), int(m.group(2))
+elif tool == "analyzer":
     m = re.search(r"^events: (\d+) .*?; lost in kernel: (\d+)", err, re.M)
     if m:
         events, lost = int(m.group(1)), int(m.group(2))
@@ -122,7 +132,7 @@ EOF
     tail -1 "$TSV" >&2
 }
 
-TOOLS=(none analyzer tcpdump)
+read -r -a TOOLS <<<"${TOOLS:-none analyzer raw tcpdump}"
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((k = 0; k < ${#TOOLS[@]}; k++)); do
         t=${TOOLS[$(((k + r) % ${#TOOLS[@]}))]}
@@ -140,7 +150,7 @@ print("| phase | tool | new conn/s (median) | vs none | observer CPU-s per s of 
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for phase in dict.fromkeys(r["phase"] for r in rows):
     base = med([float(r["conn_s"]) for r in rows if r["phase"] == phase and r["tool"] == "none"])
-    for tool in ("none", "analyzer", "tcpdump"):
+    for tool in ("none", "analyzer", "raw", "tcpdump"):
         rs = [r for r in rows if r["phase"] == phase and r["tool"] == tool]
         if not rs:
             continue

@@ -771,3 +771,6 @@ fn rst_suspect(dir: &Dir, seg: &Segment<'_>, from_server: bool) -> Option<WireFa
         why: why.join("; "),
     })
 }
+
+#[cfg(test)]
+mod tests;
