@@ -149,7 +149,38 @@ pub fn run() -> Report {
             None,
         ),
     });
+    items.push(raw_item());
     Report { items }
+}
+
+/// Whether the raw-socket backend (`--backend raw`, and `auto`'s fallback) can open its
+/// capture socket. A warning, not a failure: the eBPF backend does not need it.
+fn raw_item() -> Item {
+    // SAFETY: plain socket(2); the fd is closed right after.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from((libc::ETH_P_ALL as u16).to_be()),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the fd was just opened here.
+        unsafe { libc::close(fd) };
+        item(
+            "raw backend",
+            Status::Ok,
+            "AF_PACKET capture socket opens (--backend raw works, and is auto's fallback)",
+            None,
+        )
+    } else {
+        item(
+            "raw backend",
+            Status::Warn,
+            format!("AF_PACKET socket: {}", std::io::Error::last_os_error()),
+            Some("grant CAP_NET_RAW for --backend raw (the fallback where eBPF cannot load)"),
+        )
+    }
 }
 
 fn kernel_item() -> Item {

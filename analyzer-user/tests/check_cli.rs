@@ -88,6 +88,10 @@ fn check_fails_with_advice_as_an_unprivileged_user() {
     );
     assert!(t.contains("CAP_BPF") && t.contains("sudo analyzer"), "{t}");
     assert!(t.contains("host is NOT ready"), "{t}");
+    assert!(
+        t.contains("[warn] raw backend") && t.contains("CAP_NET_RAW"),
+        "{t}"
+    );
 }
 
 #[test]
