@@ -1,11 +1,12 @@
-//! Pure parsers for the raw-socket backend: TCP byte-stream reassembly and the TLS and
-//! h2c observers that read the reassembled bytes. No I/O: the capture loop and the TCP
-//! tracker feed them.
+//! The raw-socket backend: what it captures, and the pure parsers that read it.
 //!
-//! Data flow per direction of one connection:
+//! The parsers ([`reasm`], [`tls`], [`h2c`]) do no I/O: TCP byte-stream reassembly and
+//! the TLS and h2c observers that read the reassembled bytes. The capture loop and the
+//! TCP tracker (the modules below them) feed them. Data flow per direction of one
+//! connection:
 //! `segment -> `[`reasm::StreamReassembler`]` -> `[`reasm::Chunk`]` -> `
 //! [`tls::TlsObserver`] or [`h2c::H2cObserver`]` -> facts`.
-//! Every piece bounds its memory whatever the input, and never panics on input data.
+//! Every parser bounds its memory whatever the input, and never panics on input data.
 
 pub mod h2c;
 pub mod reasm;

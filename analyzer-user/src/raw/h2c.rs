@@ -249,10 +249,16 @@ impl H2cObserver {
         }
     }
 
-    /// Reports `what` and stops: as `NotH2c` when no frame was decoded yet.
+    /// Reports `what` and stops: a framing error before any frame was decoded says the
+    /// peer does not speak HTTP/2 (`NotH2c`); a capture gap says nothing about the peer.
     fn fail(&mut self, out: &mut Vec<H2cFact>, offset: u64, what: H2cError) {
-        let not_h2 = self.decoder.frames_seen() == 0
-            || matches!(what, H2cError::Frame(FrameError::BadPreface { .. }));
+        let not_h2 = match &what {
+            H2cError::Frame(FrameError::BadPreface { .. }) => true,
+            H2cError::Frame(_) | H2cError::FirstFrameNotSettings { .. } => {
+                self.decoder.frames_seen() == 0
+            }
+            H2cError::Gap { .. } => false,
+        };
         out.push(match not_h2 {
             true => H2cFact::NotH2c { offset, what },
             false => H2cFact::Malformed { offset, what },

@@ -215,6 +215,17 @@ fn broken_frames_after_the_preface_are_malformed() {
             ..
         })
     ));
+    // A gap before any frame is capture loss, not evidence that the peer is not HTTP/2.
+    let mut o = H2cObserver::new(H2cDirection::ClientToServer);
+    let mut facts = Vec::new();
+    o.gap(10, &mut facts);
+    assert!(matches!(
+        facts[..],
+        [H2cFact::Malformed {
+            offset: 0,
+            what: H2cError::Gap { .. }
+        }]
+    ));
 }
 
 #[test]
