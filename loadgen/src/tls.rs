@@ -333,19 +333,47 @@ pub fn classify_tls_error(e: &TlsError) -> Option<Class> {
     })
 }
 
-/// True when one of a certificate's subjectAltNames matches `host` (case-insensitive;
-/// a leading `*.` label matches exactly one label, as RFC 6125 allows).
+/// True when one of a certificate's subjectAltNames (`names`: DNS names and IP addresses
+/// as strings) is valid for `host`, by RFC 6125 section 6: the one matcher of faultline,
+/// used for loadgen's certificate facts and the analyzer's certificates read on the wire.
+///
+/// - DNS names compare ASCII case-insensitively (section 6.4.1), ignoring one trailing dot.
+/// - A wildcard counts only as the whole left-most label (`*.example.com`), matches
+///   exactly one non-empty label (section 6.4.3), and never directly above a single-label
+///   suffix (`*.com`, section 7.2). Partial wildcards (`f*.example.com`) do not count.
+/// - The subject CN is not consulted: RFC 9525 section 6.3 removed that fallback, and
+///   rustls/webpki, Go and browsers reject certificates that rely on it.
+/// - An IP address (SNI cannot carry one, RFC 6066 section 3, but the address dialled
+///   can be checked) matches only IP entries, never a DNS name or wildcard.
 pub fn names_cover(names: &[String], host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    names.iter().any(|n| {
-        let n = n.trim_end_matches('.').to_ascii_lowercase();
-        match n.strip_prefix("*.") {
-            Some(suffix) => host
-                .split_once('.')
-                .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
-            None => n == host,
-        }
-    })
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return names
+            .iter()
+            .any(|n| n.parse::<std::net::IpAddr>().is_ok_and(|p| p == ip));
+    }
+    let reference = host.strip_suffix('.').unwrap_or(host);
+    if reference.is_empty() || reference.contains('*') || reference.split('.').any(str::is_empty) {
+        return false;
+    }
+    names.iter().any(|p| dns_id_matches(p, reference))
+}
+
+/// One presented DNS-ID against a reference identifier (see [`names_cover`]).
+fn dns_id_matches(presented: &str, reference: &str) -> bool {
+    let presented = presented.strip_suffix('.').unwrap_or(presented);
+    let Some(parent) = presented.strip_prefix("*.") else {
+        return !presented.contains('*') && presented.eq_ignore_ascii_case(reference);
+    };
+    if parent.contains('*') || parent.split('.').any(str::is_empty) || !parent.contains('.') {
+        return false;
+    }
+    reference
+        .split_once('.')
+        .is_some_and(|(first, rest)| !first.is_empty() && rest.eq_ignore_ascii_case(parent))
 }
 
 #[cfg(test)]
@@ -364,6 +392,19 @@ mod tests {
             "pokt.ai"
         ));
         assert!(!names_cover(&[], "x"));
+        assert!(
+            !names_cover(&["*.com".to_owned()], "example.com"),
+            "RFC 6125 7.2"
+        );
+        assert!(!names_cover(
+            &["f*.example.com".to_owned()],
+            "foo.example.com"
+        ));
+        assert!(names_cover(&["10.0.0.1".to_owned()], "10.0.0.1"));
+        assert!(
+            !names_cover(&["*.0.0.1".to_owned()], "10.0.0.1"),
+            "no wildcard for IPs"
+        );
     }
 
     #[test]

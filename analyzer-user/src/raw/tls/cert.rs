@@ -123,17 +123,9 @@ impl From<&CertFact> for loadgen::model::CertFacts {
     }
 }
 
-/// True when `cert` is valid for `name` by RFC 6125 section 6 DNS-ID matching.
-///
-/// - DNS names are compared with the subjectAltName dNSName entries, ASCII
-///   case-insensitively (section 6.4.1), ignoring one trailing dot on either side.
-/// - A wildcard is honoured only as the whole left-most label (`*.example.com`), matches
-///   exactly one non-empty label (section 6.4.3), and never directly above a single-label
-///   suffix (`*.com`, section 7.2). Partial wildcards (`f*.example.com`) are not honoured.
-/// - The subject CN is not consulted (CN-IDs): RFC 9525 section 6.3 removed that
-///   fallback, and rustls/webpki, Go and browsers reject certificates that rely on it.
-/// - An IP address (SNI cannot carry one, RFC 6066 section 3, but a caller may know the
-///   address dialled) matches only iPAddress SANs, never a DNS name or wildcard.
+/// True when `cert` is valid for `name`, by RFC 6125 section 6 through loadgen's one
+/// matcher ([`loadgen::tls::names_cover`]): DNS names against the dNSName SANs, an IP
+/// address (a caller may know the address dialled) against the iPAddress SANs only.
 pub fn cert_matches_name(cert: &CertFact, name: &str) -> bool {
     let bare = name
         .strip_prefix('[')
@@ -142,24 +134,5 @@ pub fn cert_matches_name(cert: &CertFact, name: &str) -> bool {
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return cert.san_ips.contains(&ip);
     }
-    let reference = name.strip_suffix('.').unwrap_or(name);
-    if reference.is_empty() || reference.contains('*') || reference.split('.').any(str::is_empty) {
-        return false;
-    }
-    cert.san_dns
-        .iter()
-        .any(|presented| dns_id_matches(presented, reference))
-}
-
-fn dns_id_matches(presented: &str, reference: &str) -> bool {
-    let presented = presented.strip_suffix('.').unwrap_or(presented);
-    let Some(parent) = presented.strip_prefix("*.") else {
-        return !presented.contains('*') && presented.eq_ignore_ascii_case(reference);
-    };
-    if parent.contains('*') || parent.split('.').any(str::is_empty) || !parent.contains('.') {
-        return false;
-    }
-    reference
-        .split_once('.')
-        .is_some_and(|(first, rest)| !first.is_empty() && rest.eq_ignore_ascii_case(parent))
+    loadgen::tls::names_cover(&cert.san_dns, name)
 }
