@@ -111,6 +111,9 @@ const FUZZ_TARGETS: &[&str] = &["targets", "h2frame", "packet", "tls"];
 /// Runs each fuzz target for `seconds`; a crash fails the run and leaves the input
 /// under fuzz/artifacts/.
 fn fuzz(seconds: u32) -> Result<()> {
+    // The `tls` target links analyzer-user, whose build embeds the kernel object of the
+    // profile being built; cargo-fuzz builds in release.
+    ebpf::build(true)?;
     let dir = sh::workspace_root().join("fuzz");
     for t in FUZZ_TARGETS {
         sh::run(
