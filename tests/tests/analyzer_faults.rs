@@ -6,8 +6,9 @@
 use std::{path::PathBuf, process::Command, sync::mpsc, time::Duration};
 
 use analyzer::{
-    attach::{AttachOptions, Backend},
+    attach::{AttachOptions, AttachOutcome, Backend},
     probe::FilterConfig,
+    report::Report,
     session::{self, SessionOptions},
 };
 use clap::Parser;
@@ -24,6 +25,40 @@ enum Client<'a> {
     CurlTls(&'a [&'a str], usize),
     /// loadgen over h2c (http URL, `--h2c` added here).
     LoadgenH2c(&'a [&'a str]),
+}
+
+/// An analyzer session on its own thread, as `analyzer attach` runs it.
+struct Session {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<(AttachOutcome, Report)>>,
+}
+
+impl Session {
+    /// Starts the session and returns once it is attached.
+    fn start(mut opts: SessionOptions) -> Self {
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        opts.attach.ready = Some(ready_tx);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(session::run(&opts, async {
+                let _ = stop_rx.await;
+            }))
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the analyzer attached");
+        Self { stop, thread }
+    }
+
+    /// Stops it and returns what it saw and its report.
+    fn stop(self) -> (AttachOutcome, Report) {
+        self.stop.send(()).unwrap();
+        self.thread.join().unwrap().expect("analyzer session")
+    }
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -59,18 +94,14 @@ fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> 
     let events = tmp(&format!("{stem}.events.ndjson"));
     let raw = tmp(&format!("{stem}.kernel.ndjson"));
     let _ = std::fs::remove_file(&events);
-    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let opts = SessionOptions {
+    let session = Session::start(SessionOptions {
         attach: AttachOptions {
             filter: FilterConfig {
                 ports: vec![addr.port()],
                 ..FilterConfig::default()
             },
             raw_events: Some(raw.clone()),
-            ready: Some(ready_tx),
             backend,
-            ifaces: Vec::new(),
             ..AttachOptions::default()
         },
         loadgen_events: match client {
@@ -78,19 +109,7 @@ fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> 
             _ => vec![],
         },
         all: false,
-    };
-    let session = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(session::run(&opts, async {
-            let _ = stop_rx.await;
-        }))
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the analyzer attached");
     match client {
         Client::Loadgen(flags) => {
             let name = tb.server_name().to_owned();
@@ -165,8 +184,7 @@ fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> 
     }
     // Let the last events (FIN/RST exchanges, destroys) reach the ring buffer.
     std::thread::sleep(Duration::from_millis(300));
-    stop_tx.send(()).unwrap();
-    let (outcome, report) = session.join().unwrap().expect("analyzer session");
+    let (outcome, report) = session.stop();
     assert_eq!(
         outcome.stats.reserve_failed, 0,
         "kernel events were lost: {outcome:?}"
@@ -518,33 +536,18 @@ fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
-    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let opts = SessionOptions {
+    let session = Session::start(SessionOptions {
         attach: AttachOptions {
             filter: FilterConfig {
                 ports: vec![server.port()],
                 ..FilterConfig::default()
             },
-            ready: Some(ready_tx),
             backend: Backend::Raw,
             ..AttachOptions::default()
         },
         loadgen_events: vec![],
         all: true,
-    };
-    let session = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(session::run(&opts, async {
-            let _ = stop_rx.await;
-        }))
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the analyzer attached");
     // Both connections exchange data both ways first, so each end's TTL and IP IDs are known.
     let pair = || {
         let mut c = std::net::TcpStream::connect(server).unwrap();
@@ -588,8 +591,7 @@ fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
     assert_eq!(code, std::process::ExitCode::SUCCESS);
 
     std::thread::sleep(Duration::from_millis(300));
-    stop_tx.send(()).unwrap();
-    let (_outcome, report) = session.join().unwrap().expect("analyzer session");
+    let (_outcome, report) = session.stop();
     let r = serde_json::to_value(&report).unwrap();
     let victim_port = victim.local_addr().unwrap().port();
     let genuine_port = genuine.local_addr().unwrap().port();
