@@ -593,6 +593,14 @@ fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
     std::thread::sleep(Duration::from_millis(300));
     let (_outcome, report) = session.stop();
     let r = serde_json::to_value(&report).unwrap();
+    let txt = report.render(analyzer::offline::Format::Text);
+    assert!(txt.contains("backend raw (AF_PACKET on lo)"), "{txt}");
+    assert!(
+        report
+            .render(analyzer::offline::Format::Markdown)
+            .contains("backend raw"),
+        "markdown names the backend"
+    );
     let victim_port = victim.local_addr().unwrap().port();
     let genuine_port = genuine.local_addr().unwrap().port();
     let causes = r["causes"].as_array().unwrap();

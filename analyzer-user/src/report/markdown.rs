@@ -92,8 +92,13 @@ pub(super) fn render(r: &Report) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "**Run:** analyzer {} · probes {}/{} attached · lost events {} · evicted connections {} · connections tracked {}{}",
+        "**Run:** analyzer {}{} · probes {}/{} attached · lost events {} · evicted connections {} · connections tracked {}{}",
         run.analyzer_version,
+        if run.capture.is_some() {
+            " · backend raw (AF_PACKET capture)"
+        } else {
+            ""
+        },
         run.probes.attached.len(),
         run.probes.attached.len() + run.probes.missing.len(),
         thousands(run.lost_events),

@@ -161,6 +161,23 @@ fn run_facts(out: &mut String, r: &Report) {
             format!(": {}", missing.join("; "))
         }
     );
+    if let Some(cap) = &run.capture {
+        let _ = writeln!(
+            out,
+            "  backend raw (AF_PACKET on {}): {} packets, {} dropped by the kernel, {} connections followed{}",
+            cap.interfaces
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            thousands(cap.interfaces.iter().map(|i| i.packets).sum()),
+            thousands(cap.drops()),
+            thousands(cap.track.flows),
+            run.backend_notice
+                .as_ref()
+                .map_or(String::new(), |n| format!(" ({n})"))
+        );
+    }
     let _ = writeln!(
         out,
         "  lost events {} (ring buffer full), field read failures {}, undecodable {}, evicted connections {}",
