@@ -12,11 +12,9 @@ pub mod h2c;
 pub mod reasm;
 pub mod tls;
 
-// The capture side (written apart from the parsers above): the socket filter, the
-// AF_PACKET capture, the per-connection inspector, the TCP tracker that plays the
+// The capture side (the AF_PACKET capture and its socket filter live in
+// loadgen::packets, shared with the packet tools): the per-connection inspector, the TCP tracker that plays the
 // kernel's events, and the session source that runs them.
-pub mod bpf;
-pub mod capture;
 pub mod flow;
 pub mod source;
 pub mod track;

@@ -16,10 +16,9 @@ use loadgen::packets::wire::{Packet, parse_frame};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{
-    capture::{CaptureCounts, CaptureError, IfaceCapture},
-    track::{Observed, TrackConfig, TrackStats, Tracker},
-};
+use loadgen::packets::capture::{CaptureCounts, CaptureError, IfaceCapture};
+
+use super::track::{Observed, TrackConfig, TrackStats, Tracker};
 use crate::event::Clock;
 
 /// Connections quiet this long are forgotten (a SYN never answered, a capture that

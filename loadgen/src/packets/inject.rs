@@ -182,6 +182,7 @@ pub fn run(cfg: &InjectConfig) -> Result<Injected, PacketsError> {
     let capture = Capture::start(
         &route.iface,
         route.link,
+        &[client.port(), server.port()],
         move |p| matches!(p, Packet::Tcp(s) if (s.src == client && s.dst == server) || (s.src == server && s.dst == client)),
     )?;
     let sender = RawSender::new(target.ip(), None)?;

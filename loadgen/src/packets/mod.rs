@@ -3,6 +3,8 @@
 //! filtered; `inject` sends one crafted RST or FIN into a live connection (chaos
 //! testing). [`wire`] parses and builds the packets, for these tools and the analyzer.
 pub mod args;
+pub mod bpf;
+pub mod capture;
 pub mod classify;
 pub mod cmd;
 pub mod evidence;

@@ -10,14 +10,15 @@ use std::{
         mpsc,
     },
     thread,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use pnet_datalink::{Channel, Config, NetworkInterface};
+use pnet_datalink::NetworkInterface;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::{
     PacketsError,
+    capture::{CaptureError, IfaceCapture},
     wire::{self, LinkType, Packet},
 };
 
@@ -152,40 +153,29 @@ pub struct Capture {
     thread: Option<thread::JoinHandle<()>>,
 }
 
-/// How often the capture thread looks at its stop flag.
-const POLL: Duration = Duration::from_millis(20);
-
 impl Capture {
-    /// Starts capturing on `iface`; frames that parse and pass `keep` are sent on.
+    /// Starts capturing on `iface`; the kernel keeps TCP segments with one of `ports`
+    /// (and ICMP errors), and frames that parse and pass `keep` are sent on.
     pub fn start(
         iface: &NetworkInterface,
         link: LinkType,
+        ports: &[u16],
         keep: impl Fn(&Packet<'_>) -> bool + Send + 'static,
     ) -> Result<Self, PacketsError> {
-        let config = Config {
-            read_timeout: Some(POLL),
-            // Loopback's MTU is 64 KiB: a shorter buffer truncates (harmless for headers).
-            read_buffer_size: 65_536 + 64,
-            write_buffer_size: 64,
-            // Never flip a real NIC into promiscuous mode for this.
-            promiscuous: false,
-            ..Config::default()
-        };
-        let mut rx = match pnet_datalink::channel(iface, config) {
-            Ok(Channel::Ethernet(_tx, rx)) => rx,
-            Ok(_) => {
-                return Err(PacketsError::LinkType {
-                    iface: iface.name.clone(),
-                    arphrd: 0,
-                });
-            }
-            Err(e) => {
-                return Err(PacketsError::privileged(format!(
-                    "open an AF_PACKET capture on {}",
-                    iface.name
-                ))(e));
-            }
-        };
+        let mut rx = IfaceCapture::open(&iface.name, ports).map_err(|e| match e {
+            CaptureError::Socket { source, what, .. } => PacketsError::privileged(format!(
+                "open an AF_PACKET capture on {} ({what})",
+                iface.name
+            ))(source),
+            CaptureError::LinkType { arphrd, .. } => PacketsError::LinkType {
+                iface: iface.name.clone(),
+                arphrd,
+            },
+            CaptureError::NoInterface(name) => PacketsError::Io {
+                what: format!("no interface {name}"),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            },
+        })?;
         let (tx, frames) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -195,8 +185,9 @@ impl Capture {
                 .name(format!("capture-{name}"))
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match rx.next() {
-                            Ok(bytes) => {
+                        match rx.next_frame() {
+                            Ok(None) => {}
+                            Ok(Some(bytes)) => {
                                 let at = Instant::now();
                                 if wire::parse_frame(link, bytes).is_ok_and(|p| keep(&p)) {
                                     let frame = Frame {

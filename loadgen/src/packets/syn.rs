@@ -343,9 +343,16 @@ pub fn run(
         }
         seen_ifaces.push(t.route.iface.name.clone());
         let (ports, ips) = (cfg.source_ports.clone(), ips.clone());
+        // The kernel filter keeps the targets' ports and the alive port (answers come
+        // from them).
+        let mut target_ports: Vec<u16> = targets.iter().map(|t| t.addr.port()).collect();
+        target_ports.extend(cfg.alive_port);
+        target_ports.sort_unstable();
+        target_ports.dedup();
         captures.push(Capture::start(
             &t.route.iface,
             t.route.link,
+            &target_ports,
             move |p| match p {
                 Packet::Tcp(s) => ports.contains(&s.dst.port()) && ips.contains(&s.src.ip()),
                 Packet::Unreachable(u) => ports.contains(&u.src.port()),

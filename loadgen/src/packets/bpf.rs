@@ -1,4 +1,5 @@
-//! The classic BPF socket filter of the raw backend: keep TCP segments with one of the
+//! The classic BPF socket filter of every AF_PACKET capture of faultline (the analyzer's
+//! raw backend, `packets syn` and `packets inject`): keep TCP segments with one of the
 //! ports asked for as source or destination (every TCP segment when none), plus ICMP and
 //! ICMPv6 errors (which quote the segment they answer); drop the rest in the kernel,
 //! before it is copied to the capture socket.
@@ -8,7 +9,7 @@
 //! The instruction encoding is `include/uapi/linux/filter.h` and `bpf_common.h`; the
 //! program is the one `tcpdump -d 'tcp port P or icmp or icmp6'` prints, minus the IPv6
 //! fragment cases.
-use loadgen::packets::wire::LinkType;
+use super::wire::LinkType;
 
 const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;

@@ -1,4 +1,5 @@
-//! AF_PACKET capture for the raw backend, through pnet's datalink channel on a socket
+//! AF_PACKET capture for the analyzer's raw backend and the packet tools, through pnet's
+//! datalink channel on a socket
 //! this module prepares first: a classic BPF socket filter so the kernel hands over only
 //! TCP segments of the ports asked for (and ICMP errors), `PACKET_IGNORE_OUTGOING` on
 //! loopback (every loopback packet passes the tap twice, once leaving and once arriving;
@@ -6,7 +7,7 @@
 //! `PACKET_STATISTICS` for the drops the kernel counts when the reader falls behind.
 use std::{io, os::fd::RawFd, time::Duration};
 
-use loadgen::packets::wire::LinkType;
+use super::wire::LinkType;
 use pnet_datalink::{Channel, DataLinkReceiver, NetworkInterface};
 
 /// `SOL_PACKET` option numbers (include/uapi/linux/if_packet.h).
@@ -139,6 +140,8 @@ impl IfaceCapture {
             read_buffer_size: SNAP_BYTES,
             read_timeout: Some(Duration::from_millis(50)),
             socket_fd: Some(fd),
+            // Only this host's traffic: never flip a real NIC into promiscuous mode.
+            promiscuous: false,
             ..pnet_datalink::Config::default()
         };
         let rx = match pnet_datalink::channel(&iface, cfg) {
