@@ -106,9 +106,15 @@ impl Source {
             })
         };
         let raw = || -> Result<Self> {
+            if opts.pid.is_some() {
+                anyhow::bail!(
+                    "--pid needs the eBPF backend: packets do not say which process sent them"
+                );
+            }
             let ro = RawOptions {
                 ifaces: opts.ifaces.clone(),
                 ports: opts.filter.ports.clone(),
+                addrs: opts.filter.addrs.clone(),
                 ..RawOptions::default()
             };
             Ok(Self::Raw(

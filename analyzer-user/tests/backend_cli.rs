@@ -95,3 +95,78 @@ fn ebpf_backend_refuses_without_the_capabilities() {
     assert!(t.contains("analyzer: error:"), "{t}");
     assert!(!t.contains("attached:"), "{t}");
 }
+
+/// Runs `analyzer attach` (as root, every capability) until it prints `attached:`, then
+/// `during`, then waits for it to stop on its own `--duration`; returns the JSON report.
+fn attach_json(args: &[&str], during: impl FnOnce()) -> serde_json::Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_analyzer"))
+        .arg("attach")
+        .args(args)
+        .args(["--quiet", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("attached:") {
+        assert!(Instant::now() < deadline, "never attached: {seen}");
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "exited: {seen}");
+        seen += &line;
+    }
+    during();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{seen}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn raw_backend_keeps_only_the_remote_addresses_asked_for() {
+    let port = closed_port().port();
+    let p = port.to_string();
+    let r = attach_json(
+        &[
+            "--backend",
+            "raw",
+            "--port",
+            &p,
+            "--remote",
+            "127.0.0.2",
+            "--duration",
+            "2s",
+        ],
+        || {
+            for ip in ["127.0.0.1", "127.0.0.2"] {
+                let a: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+                let e = TcpStream::connect_timeout(&a, Duration::from_secs(2)).unwrap_err();
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+            }
+        },
+    );
+    assert_eq!(r["causes"][0]["id"], "connect_refused", "{r:#}");
+    assert_eq!(r["causes"][0]["count"], 1, "only 127.0.0.2's: {r:#}");
+    let example = r["causes"][0]["examples"][0].to_string();
+    assert!(example.contains("127.0.0.2"), "{example}");
+}
+
+#[test]
+fn raw_backend_refuses_pid_filtering() {
+    let o = Command::new(env!("CARGO_BIN_EXE_analyzer"))
+        .args([
+            "attach",
+            "--backend",
+            "raw",
+            "--pid",
+            "1",
+            "--duration",
+            "1s",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("--pid needs the eBPF backend"), "{t}");
+}

@@ -32,6 +32,8 @@ pub struct RawOptions {
     pub ifaces: Vec<String>,
     /// Ports to keep (the kernel filter); empty: every TCP port.
     pub ports: Vec<u16>,
+    /// Addresses to keep (either end; checked here, not in the kernel); empty: all.
+    pub addrs: Vec<IpAddr>,
     pub track: TrackConfig,
 }
 
@@ -107,12 +109,13 @@ impl RawSource {
             unparsed: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(1024);
+        let addrs: Arc<[IpAddr]> = opts.addrs.clone().into();
         let clock = Clock::now();
         let threads = caps
             .into_iter()
             .map(|cap| {
-                let (shared, tx) = (Arc::clone(&shared), tx.clone());
-                std::thread::spawn(move || capture_loop(cap, &shared, &tx, clock))
+                let (shared, tx, addrs) = (Arc::clone(&shared), tx.clone(), Arc::clone(&addrs));
+                std::thread::spawn(move || capture_loop(cap, &shared, &tx, clock, &addrs))
             })
             .collect();
         Ok(Self {
@@ -180,6 +183,7 @@ fn capture_loop(
     shared: &Shared,
     tx: &mpsc::Sender<Vec<Observed>>,
     clock: Clock,
+    addrs: &[IpAddr],
 ) -> IfaceCounts {
     let mut batch: Vec<Observed> = Vec::new();
     let mut last_flush = Instant::now();
@@ -192,12 +196,17 @@ fn capture_loop(
                 let ts_ns = mono_ns();
                 let ts_unix_ns = clock.to_unix_ns(ts_ns);
                 match parse_frame(link, frame) {
-                    Ok(Packet::Tcp(seg)) => {
+                    Ok(Packet::Tcp(seg))
+                        if addrs.is_empty()
+                            || addrs.contains(&seg.src.ip())
+                            || addrs.contains(&seg.dst.ip()) =>
+                    {
                         if let Ok(mut t) = shared.tracker.lock() {
                             t.segment(&seg, ts_ns, ts_unix_ns, &mut batch);
                         }
                     }
-                    Ok(Packet::Unreachable(_)) => {}
+                    // Other addresses (--remote), and ICMP errors: not followed yet.
+                    Ok(Packet::Tcp(_) | Packet::Unreachable(_)) => {}
                     Err(_) => {
                         shared.unparsed.fetch_add(1, Ordering::Relaxed);
                     }
