@@ -14,6 +14,7 @@
 //! 2. `local_port_exhaustion` — loadgen `local_port_exhausted` (EADDRNOTAVAIL).
 //! 3. `local_fd_exhaustion` — loadgen `fd_exhausted` (EMFILE/ENFILE).
 //! 4. `connect_refused` — RST answered the SYN (RST received in SYN_SENT / `connect_refused`).
+//!    Then `connect_unreachable` — an ICMP error ended the connect (raw backend).
 //! 5. `listen_overflow_or_syn_drop` — SYN unanswered (SYN retransmits / `connect_timeout`).
 //! 6. `tls_cert_mismatch` — certificate not valid for the SNI sent.
 //! 7. `tls_cert_untrusted`, `tls_cert_expired`, `tls_alert`, `tls_handshake_eof`,
@@ -61,7 +62,7 @@ pub use tcp::{
     idle_race, peer_fin_outstanding, rst_sent_by_this_host, server_abort_mid_request, timeout,
 };
 pub use tls::{tls_cert_mismatch, tls_other};
-pub use wire::{h2_from_wire, rst_possibly_injected, tls_from_wire};
+pub use wire::{connect_unreachable, h2_from_wire, rst_possibly_injected, tls_from_wire};
 
 /// Host-level evidence over the run (counter deltas from /proc/net/netstat and
 /// /proc/net/snmp, the ephemeral port range, port use per destination). Filled by the
@@ -313,6 +314,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("local_port_exhaustion", local_port_exhaustion),
     ("local_fd_exhaustion", local_fd_exhaustion),
     ("connect_refused", connect_refused),
+    ("connect_unreachable", connect_unreachable),
     ("listen_overflow_or_syn_drop", listen_overflow_or_syn_drop),
     ("tls_cert_mismatch", tls_cert_mismatch),
     ("tls_other", tls_other),

@@ -205,8 +205,13 @@ fn capture_loop(
                             t.segment(&seg, ts_ns, ts_unix_ns, &mut batch);
                         }
                     }
-                    // Other addresses (--remote), and ICMP errors: not followed yet.
-                    Ok(Packet::Tcp(_) | Packet::Unreachable(_)) => {}
+                    Ok(Packet::Unreachable(u)) => {
+                        if let Ok(mut t) = shared.tracker.lock() {
+                            t.unreachable(&u, ts_ns, ts_unix_ns, &mut batch);
+                        }
+                    }
+                    // Other addresses (--remote).
+                    Ok(Packet::Tcp(_)) => {}
                     Err(_) => {
                         shared.unparsed.fetch_add(1, Ordering::Relaxed);
                     }

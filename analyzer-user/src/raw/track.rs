@@ -24,7 +24,7 @@ use std::{
 };
 
 use analyzer_common::EventKind;
-use loadgen::packets::wire::{Segment, TcpFlags};
+use loadgen::packets::wire::{Segment, TcpFlags, Unreachable};
 use serde::{Deserialize, Serialize};
 
 use super::flow::{Inspect, Inspector};
@@ -77,6 +77,15 @@ pub enum WireFact {
         last_ip_id: Option<u16>,
         window: u16,
         why: String,
+    },
+    /// An ICMP or ICMPv6 destination unreachable quoting one of the connection's
+    /// segments: a router or firewall rejected it. In SYN_SENT the kernel ends the
+    /// connect with `errno` (`tcp_v4_err`/`tcp_v6_err`).
+    IcmpUnreachable {
+        from: IpAddr,
+        icmp_type: u8,
+        code: u8,
+        errno: i32,
     },
     /// The receiver advertised a zero window (it stopped reading).
     ZeroWindow { from_server: bool, count: u32 },
@@ -411,6 +420,53 @@ impl Tracker {
         }
     }
 
+    /// Takes an ICMP/ICMPv6 destination unreachable: for a connection of ours in
+    /// SYN_SENT, the kernel delivers the error and ends the connect (`tcp_v4_err`); in
+    /// other states it is a soft error, kept as a fact only.
+    pub fn unreachable(
+        &mut self,
+        u: &Unreachable,
+        ts_ns: u64,
+        ts_unix_ns: u64,
+        out: &mut Vec<Observed>,
+    ) {
+        let key = (u.src, u.dst);
+        let Some(flow) = self.flows.get_mut(&key) else {
+            self.stats.stray_segments += 1;
+            return;
+        };
+        let errno = icmp_errno(u.from.is_ipv4(), u.code);
+        let ctx = Ctx { ts_ns, ts_unix_ns };
+        out.push(wire(
+            flow,
+            ctx,
+            WireFact::IcmpUnreachable {
+                from: u.from,
+                icmp_type: u.icmp_type,
+                code: u.code,
+                errno,
+            },
+        ));
+        let (mut client, _) = ends_mut(&mut flow.ends, flow.client, flow.server, 0);
+        if client.end.state != TcpState::SynSent {
+            return;
+        }
+        if client.end.local {
+            let mut ev = event(
+                EventKind::ErrorReport,
+                ctx,
+                client.end.skaddr,
+                client.local,
+                client.remote,
+                None,
+            );
+            ev.errno = Some(errno);
+            out.push(Observed::Kernel(ev));
+        }
+        client.close(ctx, out);
+        self.flows.remove(&key);
+    }
+
     /// Forgets connections quiet for longer than `idle_ns` (call now and then).
     pub fn expire(&mut self, now_unix_ns: u64, idle_ns: u64) {
         self.flows
@@ -705,6 +761,30 @@ fn step(flow: &mut Flow, d: usize, seg: &Segment<'_>, ctx: Ctx, out: &mut Vec<Ob
     }
     let over = |s: TcpState| matches!(s, TcpState::Close | TcpState::Listen);
     over(flow.ends[0].state) && over(flow.ends[1].state)
+}
+
+/// The errno the kernel makes of an ICMP destination unreachable code
+/// (`icmp_err_convert` in net/ipv4/icmp.c, `icmpv6_err_convert` in net/ipv6/icmp.c).
+fn icmp_errno(v4: bool, code: u8) -> i32 {
+    if v4 {
+        match code {
+            0 | 6 | 9 | 11 => libc::ENETUNREACH,
+            2 => libc::ENOPROTOOPT,
+            3 => libc::ECONNREFUSED,
+            4 => libc::EMSGSIZE,
+            5 => libc::EOPNOTSUPP,
+            7 => libc::EHOSTDOWN,
+            8 => libc::ENONET,
+            _ => libc::EHOSTUNREACH,
+        }
+    } else {
+        match code {
+            0 => libc::ENETUNREACH,
+            1 | 5 | 6 => libc::EACCES,
+            4 => libc::ECONNREFUSED,
+            _ => libc::EHOSTUNREACH,
+        }
+    }
 }
 
 fn had_state(s: TcpState) -> bool {

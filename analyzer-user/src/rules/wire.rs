@@ -224,3 +224,44 @@ pub fn rst_possibly_injected(case: &Case<'_>) -> Option<Verdict> {
         hint: "a middlebox on the path (firewall, IDS, load balancer, NAT with a short idle timeout) forged the reset: find which device sits that many hops away and check its session timeouts and rules".into(),
     })
 }
+
+/// The connect ended by an ICMP destination unreachable (a router or firewall rejected
+/// the SYN), other than port unreachable, which `connect_refused` takes (ECONNREFUSED).
+pub fn connect_unreachable(case: &Case<'_>) -> Option<Verdict> {
+    let k = case.kernel?;
+    if k.facts.established_unix_ns.is_some() {
+        return None;
+    }
+    let (from, icmp_type, code, errno) = k.wire.iter().find_map(|f| match f {
+        WireFact::IcmpUnreachable {
+            from,
+            icmp_type,
+            code,
+            errno,
+        } if *errno != libc::ECONNREFUSED => Some((*from, *icmp_type, *code, *errno)),
+        _ => None,
+    })?;
+    let ts = k.facts.errno_unix_ns.unwrap_or(k.last_unix_ns);
+    let name = std::io::Error::from_raw_os_error(errno).to_string();
+    let mut evidence = vec![Evidence::wire(
+        ts,
+        format!(
+            "ICMP destination unreachable (type {icmp_type}, code {code}) from {from}: the kernel ended the connect with errno {errno} ({name})"
+        ),
+    )];
+    evidence.extend(case.request_evidence());
+    evidence.extend(kernel_summary(k));
+    Some(Verdict {
+        cause: "connect_unreachable",
+        detail: Some(name),
+        title: format!("connect rejected by ICMP from {from}"),
+        confidence: Confidence::new(
+            Level::High,
+            "the raw capture read the ICMP error that quoted the SYN",
+        ),
+        evidence,
+        hint: format!(
+            "{from} rejected the SYN (a firewall's reject rule, or no route): check the firewall rules and routes between this host and the target"
+        ),
+    })
+}

@@ -293,3 +293,29 @@ fn followed_connections_are_bounded() {
         })]
     ));
 }
+
+#[test]
+fn an_icmp_reject_ends_the_connect_with_the_kernels_errno() {
+    let mut t = T::new(&[]);
+    t.push(&seg(C, S, SYN, 1000, 0, b""));
+    let u = loadgen::packets::wire::Unreachable {
+        from: "127.0.0.1".parse().unwrap(),
+        icmp_type: 3,
+        code: 13,
+        src: C.parse().unwrap(),
+        dst: S.parse().unwrap(),
+        seq: 1000,
+    };
+    t.tracker.unreachable(&u, 5_000, 5_000, &mut t.out);
+    let story = t.story();
+    assert!(story[1].starts_with("wire IcmpUnreachable"), "{story:#?}");
+    assert_eq!(
+        story[2..],
+        [
+            "ErrorReport errno 113 @40000",
+            "StateChange SYN_SENT->CLOSE @40000",
+            "DestroySock @40000",
+        ]
+    );
+    assert!(t.tracker.flows.is_empty());
+}
