@@ -466,7 +466,12 @@ fn raw_backend_gives_the_ebpf_verdicts_for_tcp_faults() {
     for (fault, client, want) in cases {
         let r = analyze_on(Backend::Raw, fault, client, true);
         assert_eq!(r["run"]["backend"], "raw", "{r:#}");
-        assert_top(&r, want);
+        let t = assert_top(&r, want);
+        let ev = t["examples"][0]["evidence"].to_string();
+        assert!(
+            !ev.contains("\"source\":\"kernel\""),
+            "raw evidence is labelled wire: {ev}"
+        );
         let cap = &r["run"]["capture"];
         assert!(
             cap["interfaces"][0]["packets"].as_u64().unwrap() > 0,

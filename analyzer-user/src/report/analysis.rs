@@ -235,6 +235,20 @@ impl Analysis {
             .cloned()
             .collect();
         connections.sort_by_key(|r| (r.first_unix_ns, r.id));
+        let (mut causes, mut unattributed) = (causes, unattributed);
+        if run.backend == "raw" {
+            // The raw backend's "kernel" events were read off the wire and played by its
+            // tracker: say so in the evidence a ticket will quote.
+            let examples = causes
+                .iter_mut()
+                .flat_map(|c| c.examples.iter_mut())
+                .chain(unattributed.examples.iter_mut());
+            for e in examples.flat_map(|x| x.evidence.iter_mut()) {
+                if e.source == crate::rules::Source::Kernel {
+                    e.source = crate::rules::Source::Wire;
+                }
+            }
+        }
         Ok(Report {
             schema_version: REPORT_SCHEMA_VERSION,
             run,
