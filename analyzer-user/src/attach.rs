@@ -22,8 +22,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::{
-    event::KernelEvent,
-    event::Observed,
+    event::{KernelEvent, Observed},
     host::{self, CensusSummary, CounterDeltas, PortPressure, PortRange, Snapshot, SocketCensus},
     names::{NameSources, TcpState},
     offline::{KernelLogEnd, KernelLogHeader, KernelLogTrailer},

@@ -27,6 +27,7 @@ use analyzer_common::EventKind;
 use loadgen::packets::wire::{Segment, TcpFlags, Unreachable};
 use serde::{Deserialize, Serialize};
 
+pub use super::facts::{WireEvent, WireFact};
 use super::flow::{Inspect, Inspector};
 pub use crate::event::Observed;
 use crate::{event::KernelEvent, names::TcpState};
@@ -56,133 +57,6 @@ impl Default for TrackConfig {
             inspect: Some(Inspect::default()),
         }
     }
-}
-
-/// Something the wire shows that no tracepoint does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "fact", rename_all = "snake_case")]
-pub enum WireFact {
-    /// An RST whose IP TTL (hop limit) or IP ID does not fit the packets its sender sent
-    /// before on this connection: likely forged by a middlebox (or `loadgen packets
-    /// inject`), not sent by the peer's stack.
-    RstSuspect {
-        /// The RST came from the server end.
-        from_server: bool,
-        ttl: u8,
-        /// The TTL of every earlier packet from that end.
-        expected_ttl: u8,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        ip_id: Option<u16>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        last_ip_id: Option<u16>,
-        window: u16,
-        why: String,
-    },
-    /// An ICMP or ICMPv6 destination unreachable quoting one of the connection's
-    /// segments: a router or firewall rejected it. In SYN_SENT the kernel ends the
-    /// connect with `errno` (`tcp_v4_err`/`tcp_v6_err`).
-    IcmpUnreachable {
-        from: IpAddr,
-        icmp_type: u8,
-        code: u8,
-        errno: i32,
-    },
-    /// The receiver advertised a zero window (it stopped reading).
-    ZeroWindow { from_server: bool, count: u32 },
-    /// The client's ClientHello: the name it asked for and the protocols it offered.
-    TlsClientHello {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sni: Option<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        alpn: Vec<String>,
-    },
-    /// The version the server chose (TLS 1.3 hides the rest of the handshake).
-    TlsServerHello {
-        version: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        alpn: Option<String>,
-    },
-    /// The server's certificate (plaintext in TLS 1.2 and older), judged against the SNI.
-    TlsCertificate {
-        subject: String,
-        /// DNS and IP subjectAltNames (the subject CN when there are none).
-        names: Vec<String>,
-        issuer: String,
-        sha256: String,
-        not_before_unix_s: i64,
-        not_after_unix_s: i64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sni: Option<String>,
-        /// Whether the certificate is valid for the SNI (RFC 6125 name matching).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        matches_sni: Option<bool>,
-    },
-    /// A plaintext TLS alert.
-    TlsAlert {
-        from_server: bool,
-        fatal: bool,
-        code: u8,
-        name: String,
-    },
-    /// TLS 1.3: certificates and alerts are encrypted after the ServerHello.
-    TlsEncrypted { version: String },
-    /// An h2c GOAWAY.
-    H2Goaway {
-        from_server: bool,
-        code: String,
-        last_stream_id: u32,
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        debug: String,
-        /// Client streams open when it came.
-        streams_in_flight: u32,
-        /// Of which above last_stream_id: never processed, safe to retry.
-        streams_unprocessed: u32,
-    },
-    /// An h2c RST_STREAM.
-    H2RstStream {
-        from_server: bool,
-        stream_id: u32,
-        code: String,
-    },
-    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS.
-    H2Settings { max_concurrent_streams: u32 },
-    /// A TLS or h2c stream that broke; nothing more was parsed in that direction.
-    Malformed {
-        from_server: bool,
-        protocol: String,
-        offset: u64,
-        what: String,
-    },
-}
-
-impl WireFact {
-    /// Whether the fact alone makes the connection a failure from the client's side.
-    pub fn means_failure(&self) -> bool {
-        match self {
-            Self::RstSuspect { .. } => true,
-            Self::TlsAlert { fatal, .. } => *fatal,
-            Self::TlsCertificate { matches_sni, .. } => *matches_sni == Some(false),
-            Self::H2Goaway { code, .. } => code != "NO_ERROR",
-            Self::H2RstStream { .. } => true,
-            _ => false,
-        }
-    }
-}
-
-/// A wire fact about one connection, keyed like kernel events: by the synthetic socket
-/// address of its client end (when local; else the server end) and its 4-tuple.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireEvent {
-    pub ts_unix_ns: u64,
-    /// The synthetic socket address of the client end (the server end when only it is
-    /// local); 0 for an RST judged before its connection was known.
-    pub skaddr: u64,
-    /// The client end.
-    pub client: SocketAddr,
-    /// The server end.
-    pub server: SocketAddr,
-    #[serde(flatten)]
-    pub fact: WireFact,
 }
 
 /// Tracker counters for the report.
