@@ -5,6 +5,7 @@
 //! connection's facts, stamped with the socket cookie the analyzer joins on.
 
 pub mod app;
+pub mod cert;
 pub mod classify;
 pub mod cli;
 pub mod conn;

@@ -25,7 +25,6 @@ use rustls::{
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
 };
-use sha2::{Digest, Sha256};
 
 use crate::model::{CertFacts, Class};
 
@@ -147,55 +146,16 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// Summarises a DER certificate; a certificate that does not parse is still named by
-/// its fingerprint.
+/// Summarises a DER certificate for the report ([`crate::cert::CertFact`], the one
+/// summary of faultline); a certificate that does not parse is still named by its
+/// fingerprint.
 pub fn cert_facts(der: &[u8]) -> CertFacts {
-    let sha256 = Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return CertFacts {
-            subject: "(unparsable certificate)".into(),
-            sha256,
-            ..CertFacts::default()
-        };
-    };
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            match n {
-                x509_parser::extensions::GeneralName::DNSName(d) => names.push((*d).to_owned()),
-                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
-                    4 => {
-                        names.push(std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string())
-                    }
-                    16 => {
-                        let mut a = [0u8; 16];
-                        a.copy_from_slice(ip);
-                        names.push(std::net::Ipv6Addr::from(a).to_string());
-                    }
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
+    let fact = crate::cert::CertFact::from_der(der);
+    let mut facts = CertFacts::from(&fact);
+    if fact.parse_error.is_some() {
+        facts.subject = "(unparsable certificate)".into();
     }
-    let rfc3339 = |t: &x509_parser::time::ASN1Time| {
-        humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(t.timestamp().max(0).unsigned_abs()),
-        )
-        .to_string()
-    };
-    CertFacts {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
-        names,
-        sha256,
-        not_before: rfc3339(&cert.validity().not_before),
-        not_after: rfc3339(&cert.validity().not_after),
-    }
+    facts
 }
 
 /// Writes TLS secrets in the SSLKEYLOGFILE format (NSS key log) to a chosen file.

@@ -405,9 +405,19 @@ fn graceful_goaway_costs_nothing_and_rst_mid_response_is_an_abort() {
             "500ms",
         ]),
     );
-    assert_eq!(r["causes"], serde_json::json!([]), "{r:#}");
+    // (Tests run in parallel: a stray kernel-only connection of another test to a
+    // recycled port may show up; loadgen's requests and the GOAWAY must not.)
     assert_eq!(r["totals"]["requests"], 10, "{r:#}");
-    assert_eq!(r["totals"]["failures"], 0, "{r:#}");
+    assert_eq!(r["totals"]["requests_failed"], 0, "{r:#}");
+    assert!(
+        !r["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["loadgen_failures"].as_u64() != Some(0)
+                || c["id"].as_str().is_some_and(|id| id.starts_with("h2_"))),
+        "{r:#}"
+    );
     let r = analyze(
         "rst-mid-response",
         Client::Loadgen(&["--http1", "--rate", "10", "--duration", "300ms"]),
