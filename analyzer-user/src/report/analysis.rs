@@ -147,11 +147,9 @@ impl Analysis {
                         host,
                         opts: rules,
                     };
-                    let (precedence, verdict) = attribute(&case);
-                    let cause = verdict.cause;
-                    agg.add(
-                        precedence,
-                        verdict,
+                    let cause = judge(
+                        &mut agg,
+                        &case,
                         Failure {
                             request: Some(f.request),
                             intended_unix_ns: f.intended_unix_ns,
@@ -186,11 +184,9 @@ impl Analysis {
                 host,
                 opts: rules,
             };
-            let (precedence, verdict) = attribute(&case);
-            let cause = verdict.cause;
-            agg.add(
-                precedence,
-                verdict,
+            let cause = judge(
+                &mut agg,
+                &case,
                 Failure {
                     request: None,
                     intended_unix_ns: 0,
@@ -262,6 +258,15 @@ impl Analysis {
             host: input.host,
         })
     }
+}
+
+/// Attributes one failure to its first matching rule and adds it to the aggregate;
+/// returns the cause id.
+fn judge(agg: &mut Aggregator, case: &Case<'_>, failure: Failure<'_>) -> &'static str {
+    let (precedence, verdict) = attribute(case);
+    let cause = verdict.cause;
+    agg.add(precedence, verdict, failure);
+    cause
 }
 
 /// The kernel record of a failure and this host's socket at its other end.

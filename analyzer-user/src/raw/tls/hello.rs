@@ -101,6 +101,15 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The extensions that parsed, and whether any bytes did not: tls-parser's `many0` stops
+/// at the first extension it cannot parse and returns those before it.
+fn extensions<T, E>(parsed: Result<(&[u8], Vec<T>), E>) -> (Vec<T>, bool) {
+    match parsed {
+        Ok((rest, exts)) => (exts, !rest.is_empty()),
+        Err(_) => (Vec::new(), true),
+    }
+}
+
 pub(super) fn client_hello(ch: &TlsClientHelloContents<'_>) -> ClientHelloFact {
     let mut f = ClientHelloFact {
         legacy_version: ch.version.0,
@@ -110,17 +119,8 @@ pub(super) fn client_hello(ch: &TlsClientHelloContents<'_>) -> ClientHelloFact {
     let Some(ext) = ch.ext else {
         return f;
     };
-    // many0 stops at the first extension it cannot parse and returns what came before.
-    let exts = match parse_tls_client_hello_extensions(ext) {
-        Ok((rest, exts)) => {
-            f.extensions_malformed = !rest.is_empty();
-            exts
-        }
-        Err(_) => {
-            f.extensions_malformed = true;
-            Vec::new()
-        }
-    };
+    let exts;
+    (exts, f.extensions_malformed) = extensions(parse_tls_client_hello_extensions(ext));
     for e in exts {
         match e {
             TlsExtension::SNI(names) => {
@@ -157,16 +157,8 @@ pub(super) fn server_hello(sh: &TlsServerHelloContents<'_>) -> ServerHelloFact {
     let Some(ext) = sh.ext else {
         return f;
     };
-    let exts = match parse_tls_server_hello_extensions(ext) {
-        Ok((rest, exts)) => {
-            f.extensions_malformed = !rest.is_empty();
-            exts
-        }
-        Err(_) => {
-            f.extensions_malformed = true;
-            Vec::new()
-        }
-    };
+    let exts;
+    (exts, f.extensions_malformed) = extensions(parse_tls_server_hello_extensions(ext));
     for e in exts {
         match e {
             // RFC 8446 section 4.2.1: the server's supported_versions is one version.
