@@ -10,7 +10,7 @@ use std::{
     future::Future,
     io::{BufWriter, IsTerminal, Write},
     path::PathBuf,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 // Keys are kernel addresses, cookies and tuples, hashed per event on the hot path:
@@ -256,7 +256,7 @@ pub async fn run(
         .map_err(|e| host_errors.push(format!("host counters at start: {e}")))
         .ok();
     let (mut source, backend_notice) = Source::open(opts)?;
-    let start_unix_ns = unix_ns_now();
+    let start_unix_ns = events::time::now_unix_ns();
     let attach_report = source.report(opts);
     {
         let rep = &attach_report;
@@ -374,7 +374,7 @@ pub async fn run(
     if opts.progress && tty {
         eprintln!();
     }
-    let end_unix_ns = unix_ns_now();
+    let end_unix_ns = events::time::now_unix_ns();
     let name_sources = source.name_sources();
     let backend = source.name();
     let (stats, drop_reasons, decode_errors, capture) = match source {
@@ -590,12 +590,6 @@ pub fn kind_name(k: EventKind) -> String {
 #[derive(Serialize)]
 struct WireLine<'a> {
     wire: &'a WireEvent,
-}
-
-fn unix_ns_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// `uname -r` of this host.

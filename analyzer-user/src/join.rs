@@ -19,13 +19,13 @@ use std::{
     path::PathBuf,
 };
 
-use loadgen::{
+use events::{
     model::{
         Class, CloseHow, ConnEvent, ConnStep, EventLine, FrameFacts, GoAway, Proto, RequestEvent,
-        TlsFacts,
+        TlsFacts, precise_event_error,
     },
-    ndjson::NdjsonLines,
-    report::{parse_unix_ns, precise_event_error},
+    ndjson::{FileInfo, NdjsonLines, ReadError},
+    time::parse_unix_ns,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,6 @@ mod index;
 pub(crate) mod tests;
 
 pub use index::Connections;
-pub use loadgen::ndjson::{FileInfo, ReadError};
 
 /// How a failure or a kernel record was joined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -148,7 +148,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(r) => {
             let text = analyzer::offline::report_offline(&r.kernel, &r.loadgen, r.format, r.all)?;
             match &r.out {
-                Some(p) => write_atomic(p, text.as_bytes())?,
+                Some(p) => events::fs::write_atomic(p, text.as_bytes())?,
                 None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -212,18 +212,9 @@ async fn attach(a: AttachArgs) -> Result<ExitCode> {
         outcome.decode_errors
     );
     if let Some(p) = &a.out {
-        write_atomic(p, report.to_json().as_bytes())?;
+        events::fs::write_atomic(p, report.to_json().as_bytes())?;
         eprintln!("report: {}", p.display());
     }
     print!("{}", report.render(a.format));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a
-/// reader never sees half a report.
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
-    Ok(())
 }

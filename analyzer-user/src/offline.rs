@@ -25,12 +25,11 @@
 //! Several kernel files are read one after the other (rotated files of one run).
 use std::{cmp::Reverse, collections::BinaryHeap, path::PathBuf};
 
-use loadgen::ndjson::NdjsonLines;
+use events::ndjson::{NdjsonLines, ReadError};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     event::{KernelEvent, Observed},
-    join::ReadError,
     names::NameSources,
     probe::{AttachReport, FilterConfig},
     raw::track::WireEvent,

@@ -8,11 +8,12 @@
 //! failure.
 use std::{collections::BTreeMap, net::SocketAddr};
 
-use loadgen::model::{Class, Phase};
+use events::model::{Class, Phase};
+use events::ndjson::FileInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    join::{FileInfo, JoinKind},
+    join::JoinKind,
     names::NameSources,
     probe::{AttachReport, FilterConfig},
     rules::{Confidence, Evidence, HostEvidence},

@@ -36,7 +36,7 @@
 //! 17. `unattributed` — everything else, counted and shown, never dropped.
 use std::{collections::BTreeMap, net::SocketAddr};
 
-use loadgen::model::{Class, Phase, RequestEvent};
+use events::model::{Class, Phase, RequestEvent};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::{
@@ -181,7 +181,7 @@ impl Serialize for Evidence {
         View {
             source: self.source,
             ts_unix_ns: self.ts_unix_ns,
-            at: self.ts_unix_ns.map(loadgen::record::rfc3339_ns),
+            at: self.ts_unix_ns.map(events::time::rfc3339_ns),
             what: &self.what,
         }
         .serialize(s)
@@ -478,7 +478,7 @@ pub fn ms(ns: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use loadgen::model::{Class, Phase};
+    use events::model::{Class, Phase};
 
     use super::{fixture::*, *};
 

@@ -5,7 +5,7 @@
 //! The first input byte picks the split position; the rest is the byte stream, decoded
 //! both as server-to-client frames and as a client-to-server stream with preface.
 use libfuzzer_sys::fuzz_target;
-use loadgen::h2frame::{DecoderOptions, FrameDecoder, FrameError, MAX_BUFFERED_BYTES};
+use wire::h2frame::{DecoderOptions, FrameDecoder, FrameError, MAX_BUFFERED_BYTES};
 
 struct Outcome {
     frames: Vec<String>,

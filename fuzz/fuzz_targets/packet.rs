@@ -4,7 +4,7 @@
 //!
 //! The first input byte picks the link type; the rest is the frame.
 use libfuzzer_sys::fuzz_target;
-use loadgen::packets::wire::{self, LinkType, Packet, SegmentSpec};
+use wire::packet::{self, LinkType, Packet, SegmentSpec};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, bytes)) = data.split_first() else {
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         LinkType::RawIp
     };
-    let Ok(packet) = wire::parse_frame(link, bytes) else {
+    let Ok(packet) = packet::parse_frame(link, bytes) else {
         return;
     };
     let Packet::Tcp(seg) = packet else {
@@ -35,8 +35,8 @@ fuzz_target!(|data: &[u8]| {
         dont_fragment: seg.dont_fragment,
         options: seg.options,
     };
-    let built = wire::build(&spec).expect("a parsed segment has one IP family");
-    let Ok(Packet::Tcp(again)) = wire::parse_ip(&built) else {
+    let built = packet::build(&spec).expect("a parsed segment has one IP family");
+    let Ok(Packet::Tcp(again)) = packet::parse_ip(&built) else {
         panic!("a built segment does not parse");
     };
     assert_eq!(

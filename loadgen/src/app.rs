@@ -1,5 +1,5 @@
 //! The subcommands as functions: what `main` calls, and what tests can call in-process.
-use std::{fs, path::Path, process::ExitCode};
+use std::{path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
 
@@ -87,7 +87,7 @@ fn finish(
     thresholds: &[thresholds::Threshold],
 ) -> Result<ExitCode> {
     if let Some(path) = output {
-        write_atomic(path, report::json(summary).as_bytes())?;
+        events::fs::write_atomic(path, report::json(summary).as_bytes())?;
     }
     match format {
         ReportFormat::Text => print!("{}", report::text(summary)),
@@ -101,12 +101,4 @@ fn finish(
         eprintln!("loadgen: threshold violated: {v}");
     }
     Ok(ExitCode::from(EXIT_THRESHOLD))
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a report.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
-    Ok(())
 }

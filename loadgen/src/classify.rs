@@ -2,7 +2,7 @@
 //! which [`Class`] an I/O, hyper or h2 error is, so HTTP/1.1 and HTTP/2 agree.
 use std::{error::Error as StdError, io};
 
-use crate::model::{Class, Phase};
+use events::model::{Class, Phase};
 
 /// The class of an I/O error seen in `phase`.
 pub fn classify_io(e: &io::Error, phase: Phase) -> Class {

@@ -18,11 +18,8 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use crate::{
-    classify::classify_io,
-    model::{Class, Phase, TlsFacts},
-    tls,
-};
+use crate::{classify::classify_io, tls};
+use events::model::{Class, Phase, TlsFacts};
 
 /// `getsockopt(SO_COOKIE)`: the 64-bit id the kernel's tcp tracepoints carry for this
 /// socket. The kernel assigns it on first use and never changes it.
@@ -185,7 +182,7 @@ pub async fn handshake(
             // not even name the SNI sent, the name is the finding that matters.
             if matches!(class, Class::TlsCertUntrusted | Class::TlsCertExpired)
                 && let (Some(sni), Some(cert)) = (facts.sni.as_deref(), facts.cert.as_ref())
-                && !tls::names_cover(&cert.names, sni)
+                && !wire::cert::names_cover(&cert.names, sni)
             {
                 class = Class::TlsCertNameMismatch;
             }

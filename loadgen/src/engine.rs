@@ -22,12 +22,12 @@ use tokio::sync::oneshot;
 
 use crate::{
     conn::{self, DialError, Stream},
-    model::{Class, CloseHow, ConnFacts, ConnStep, Phase, Proto},
     rate::{Schedule, UserGroup},
     record::{Attempt, ConnState, Failure, Outcome, Recorder},
     targets::Target,
     tls::TlsOptions,
 };
+use events::model::{Class, CloseHow, ConnFacts, ConnStep, Phase, Proto};
 
 /// Which protocol to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,10 +17,10 @@ use hyper_util::rt::TokioIo;
 use crate::{
     classify::{classify_hyper, find_io},
     engine::{Ctx, Job, Opened, Origin},
-    model::{Class, CloseHow, ConnStep, Phase},
     record::{Failure, Outcome},
     tap::{Tap, TapHandle, TapMode},
 };
+use events::model::{Class, CloseHow, ConnStep, Phase};
 
 /// Runs the connection until it fails, the server closes it, keep-alive is off, or the
 /// queue is done. Returns a job that was taken but never sent (the connection turned

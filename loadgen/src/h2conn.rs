@@ -18,10 +18,10 @@ use crate::{
     classify::classify_h2,
     engine::{Ctx, Job, Opened, Origin},
     h1conn::close_how,
-    model::{Class, CloseHow, ConnStep, H2Facts, Phase},
     record::{ConnState, Failure, Outcome},
     tap::{ReadEnd, Tap, TapHandle, TapMode},
 };
+use events::model::{Class, CloseHow, ConnStep, H2Facts, Phase};
 
 /// Runs the connection until it ends or the queue is done. Returns a job taken but never
 /// sent (the connection was going away), for the next connection.
@@ -228,7 +228,7 @@ async fn exchange(
             if class == Class::H2RstStream {
                 h2.rst_code = e
                     .reason()
-                    .map(|r| crate::h2frame::ErrorCode(r.into()).name().into_owned());
+                    .map(|r| wire::h2frame::ErrorCode(r.into()).name().into_owned());
             }
             if class == Class::H2Goaway
                 && let Some(g) = tap.goaway()

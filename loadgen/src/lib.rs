@@ -5,16 +5,12 @@
 //! connection's facts, stamped with the socket cookie the analyzer joins on.
 
 pub mod app;
-pub mod cert;
 pub mod classify;
 pub mod cli;
 pub mod conn;
 pub mod engine;
 mod h1conn;
 pub mod h2conn;
-pub mod h2frame;
-pub mod model;
-pub mod ndjson;
 pub mod packets;
 pub mod rate;
 pub mod record;

@@ -1,13 +1,11 @@
 //! Building the records workers send to the single consumer: request outcomes and
 //! connection lifecycle steps, stamped with the run's clock.
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{net::SocketAddr, time::Instant};
 
+use events::time::{now_unix_ns, rfc3339_ns};
 use tokio::sync::mpsc;
 
-use crate::model::{
+use events::model::{
     Class, ConnEvent, ConnFacts, ConnStep, ConnTag, H2Facts, Phase, RequestEvent, RequestTag,
 };
 
@@ -31,12 +29,9 @@ pub struct RunClock {
 
 impl RunClock {
     pub fn now() -> Self {
-        let start_unix_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         Self {
             start: Instant::now(),
-            start_unix_ns,
+            start_unix_ns: now_unix_ns(),
         }
     }
 
@@ -54,11 +49,6 @@ impl RunClock {
     pub fn rfc3339(&self, t: Instant) -> String {
         rfc3339_ns(self.unix_ns(t))
     }
-}
-
-/// RFC 3339 with nanoseconds for a Unix timestamp in nanoseconds.
-pub fn rfc3339_ns(unix_ns: u64) -> String {
-    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(unix_ns)).to_string()
 }
 
 /// A request's identity and timing, known before it runs.
@@ -197,6 +187,8 @@ impl ConnState {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

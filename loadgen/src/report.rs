@@ -4,7 +4,7 @@ mod read;
 mod summary;
 mod text;
 
-pub use read::{ReadError, ReadInfo, parse_unix_ns, precise_event_error, read_events};
+pub use read::{ReadError, ReadInfo, read_events};
 pub use summary::{
     Bytes, ClassSummary, Connections, ErrorCount, Lag, Latency, Overload, Rate, Requests, Second,
     Summary,

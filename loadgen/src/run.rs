@@ -15,7 +15,6 @@ use tokio::{
 
 use crate::{
     engine::{Ctx, Load, Origin, Prepared, ProtoChoice, RunConfig, grow_pool, live_slots},
-    model::{Class, ConnFacts, Phase},
     rate::UserGroup,
     record::{Failure, Recorder, RunClock},
     sink::{self, SinkError, SinkResult},
@@ -23,6 +22,7 @@ use crate::{
     targets::Target,
     tls,
 };
+use events::model::{Class, ConnFacts, Phase};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]

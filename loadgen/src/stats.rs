@@ -18,16 +18,13 @@ use std::{
     time::Instant,
 };
 
+use events::time::rfc3339_ns;
 use hdrhistogram::{Counter, Histogram};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::{
-    model::{Class, CloseHow, ConnEvent, ConnStep, Phase, RequestEvent, SCHEMA_VERSION},
-    report::{
-        Bytes, ClassSummary, Connections, ErrorCount, Lag, Latency, Overload, Rate, Requests,
-        Summary,
-    },
+use crate::report::{
+    Bytes, ClassSummary, Connections, ErrorCount, Lag, Latency, Overload, Rate, Requests, Summary,
 };
+use events::model::{Class, CloseHow, ConnEvent, ConnStep, Phase, RequestEvent, SCHEMA_VERSION};
 
 /// Intended seconds kept open (with a histogram) behind the newest one seen.
 pub const WINDOW_S: u64 = 64;
@@ -68,14 +65,6 @@ fn ns_to_ms(ns: u64) -> f64 {
 
 fn ratio(n: u64, d: u64) -> f64 {
     if d == 0 { 0.0 } else { n as f64 / d as f64 }
-}
-
-/// Formats unix nanoseconds as RFC 3339 in UTC.
-pub fn rfc3339(unix_ns: u64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns))
-        .expect("u64 nanoseconds are within time's range")
-        .format(&Rfc3339)
-        .expect("a UTC time before year 9999 formats as RFC 3339")
 }
 
 /// The class a request counts under, `None` for a success.
@@ -528,7 +517,7 @@ impl Stats {
             schema_version: SCHEMA_VERSION,
             attack: meta.attack,
             config: meta.config,
-            started: rfc3339(meta.started_unix_ns),
+            started: rfc3339_ns(meta.started_unix_ns),
             duration_s,
             attack_s,
             wait_s,

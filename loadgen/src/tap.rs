@@ -19,10 +19,8 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::{
-    h2frame::{DecoderOptions, ErrorCode, Frame, FrameDecoder, SettingId},
-    model::{FrameFacts, GoAway},
-};
+use events::model::{FrameFacts, GoAway};
+use wire::h2frame::{DecoderOptions, ErrorCode, Frame, FrameDecoder, SettingId};
 
 /// RST_STREAM codes remembered per connection (the most recent resets win).
 pub const RST_CODES_KEPT: usize = 1024;
@@ -368,7 +366,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     use super::*;
-    use crate::h2frame::tests::frame;
+    use wire::h2frame::encode_frame as frame;
 
     /// Reads everything `server_bytes` holds through a tap in `mode`.
     async fn tap_bytes(mode: TapMode, server_bytes: &[u8]) -> TapHandle {

@@ -372,7 +372,7 @@ mod tests {
         let mut s = Stats::new();
         for i in 1..=1_000u64 {
             let (ev, t) = if i <= 28 {
-                req(i, i, 0, Some(crate::model::Class::TcpReset), None, "reset")
+                req(i, i, 0, Some(events::model::Class::TcpReset), None, "reset")
             } else {
                 ok(i, i)
             };

@@ -26,7 +26,10 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
 };
 
-use crate::model::{CertFacts, Class};
+use events::{
+    model::{CertFacts, Class},
+    time::rfc3339_s,
+};
 
 /// TLS options from the command line.
 #[derive(Clone, Debug, Default)]
@@ -146,16 +149,24 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// Summarises a DER certificate for the report ([`crate::cert::CertFact`], the one
+/// Summarises a DER certificate for the report ([`wire::cert::CertFact`], the one
 /// summary of faultline); a certificate that does not parse is still named by its
 /// fingerprint.
 pub fn cert_facts(der: &[u8]) -> CertFacts {
-    let fact = crate::cert::CertFact::from_der(der);
-    let mut facts = CertFacts::from(&fact);
-    if fact.parse_error.is_some() {
-        facts.subject = "(unparsable certificate)".into();
+    let fact = wire::cert::CertFact::from_der(der);
+    let subject = if fact.parse_error.is_some() {
+        "(unparsable certificate)".to_owned()
+    } else {
+        fact.subject.clone()
+    };
+    CertFacts {
+        subject,
+        issuer: fact.issuer.clone(),
+        names: fact.names(),
+        sha256: fact.sha256_hex(),
+        not_before: rfc3339_s(fact.not_before_unix_s),
+        not_after: rfc3339_s(fact.not_after_unix_s),
     }
-    facts
 }
 
 /// Writes TLS secrets in the SSLKEYLOGFILE format (NSS key log) to a chosen file.
@@ -293,79 +304,9 @@ pub fn classify_tls_error(e: &TlsError) -> Option<Class> {
     })
 }
 
-/// True when one of a certificate's subjectAltNames (`names`: DNS names and IP addresses
-/// as strings) is valid for `host`, by RFC 6125 section 6: the one matcher of faultline,
-/// used for loadgen's certificate facts and the analyzer's certificates read on the wire.
-///
-/// - DNS names compare ASCII case-insensitively (section 6.4.1), ignoring one trailing dot.
-/// - A wildcard counts only as the whole left-most label (`*.example.com`), matches
-///   exactly one non-empty label (section 6.4.3), and never directly above a single-label
-///   suffix (`*.com`, section 7.2). Partial wildcards (`f*.example.com`) do not count.
-/// - The subject CN is not consulted: RFC 9525 section 6.3 removed that fallback, and
-///   rustls/webpki, Go and browsers reject certificates that rely on it.
-/// - An IP address (SNI cannot carry one, RFC 6066 section 3, but the address dialled
-///   can be checked) matches only IP entries, never a DNS name or wildcard.
-pub fn names_cover(names: &[String], host: &str) -> bool {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|n| n.strip_suffix(']'))
-        .unwrap_or(host);
-    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        return names
-            .iter()
-            .any(|n| n.parse::<std::net::IpAddr>().is_ok_and(|p| p == ip));
-    }
-    let reference = host.strip_suffix('.').unwrap_or(host);
-    if reference.is_empty() || reference.contains('*') || reference.split('.').any(str::is_empty) {
-        return false;
-    }
-    names.iter().any(|p| dns_id_matches(p, reference))
-}
-
-/// One presented DNS-ID against a reference identifier (see [`names_cover`]).
-fn dns_id_matches(presented: &str, reference: &str) -> bool {
-    let presented = presented.strip_suffix('.').unwrap_or(presented);
-    let Some(parent) = presented.strip_prefix("*.") else {
-        return !presented.contains('*') && presented.eq_ignore_ascii_case(reference);
-    };
-    if parent.contains('*') || parent.split('.').any(str::is_empty) || !parent.contains('.') {
-        return false;
-    }
-    reference
-        .split_once('.')
-        .is_some_and(|(first, rest)| !first.is_empty() && rest.eq_ignore_ascii_case(parent))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_cover_exact_and_single_label_wildcards() {
-        let names = vec!["api.example.com".to_owned(), "*.svc.example.com".to_owned()];
-        assert!(names_cover(&names, "API.example.com."));
-        assert!(names_cover(&names, "a.svc.example.com"));
-        assert!(!names_cover(&names, "a.b.svc.example.com"));
-        assert!(!names_cover(&names, "svc.example.com"));
-        assert!(!names_cover(
-            &["TRAEFIK DEFAULT CERT".to_owned()],
-            "pokt.ai"
-        ));
-        assert!(!names_cover(&[], "x"));
-        assert!(
-            !names_cover(&["*.com".to_owned()], "example.com"),
-            "RFC 6125 7.2"
-        );
-        assert!(!names_cover(
-            &["f*.example.com".to_owned()],
-            "foo.example.com"
-        ));
-        assert!(names_cover(&["10.0.0.1".to_owned()], "10.0.0.1"));
-        assert!(
-            !names_cover(&["*.0.0.1".to_owned()], "10.0.0.1"),
-            "no wildcard for IPs"
-        );
-    }
 
     #[test]
     fn classifies_certificate_errors() {

@@ -1,6 +1,6 @@
 use std::{fs, path::Path};
 
-use loadgen::model::{ConnFacts, ConnTag, Phase};
+use events::model::{ConnFacts, ConnTag, Phase};
 
 use super::*;
 use crate::{
@@ -21,7 +21,7 @@ pub(crate) fn conn_line(conn_id: u64, ms: u64, step: ConnStep) -> String {
         kind: ConnTag::Conn,
         attack: "t".into(),
         conn_id,
-        timestamp: loadgen::record::rfc3339_ns(at(ms)),
+        timestamp: events::time::rfc3339_ns(at(ms)),
         step,
     })))
     .unwrap()
@@ -122,7 +122,7 @@ fn joins_by_tuple_and_time_only_when_times_overlap() {
     near.conn.sock_cookie = None;
     let far = RequestEvent {
         seq: 2,
-        timestamp: loadgen::record::rfc3339_ns(at(60_000)),
+        timestamp: events::time::rfc3339_ns(at(60_000)),
         ..near.clone()
     };
     let other_cookie = RequestEvent {

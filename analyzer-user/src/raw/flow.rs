@@ -2,7 +2,7 @@
 //! reassembled ([`StreamReassembler`]) and read by a TLS observer and an h2c observer at
 //! once, until each says the stream is not its protocol. What they find becomes
 //! [`WireFact`]s about the connection.
-use loadgen::packets::wire::{Segment, TcpFlags};
+use wire::packet::{Segment, TcpFlags};
 
 use super::{
     h2c::{self, H2cDirection, H2cFact, H2cObserver},

@@ -3,13 +3,13 @@
 //! ended, so the analyzer can say which requests were in flight when a GOAWAY came.
 //!
 //! Frames are decoded by the one HTTP/2 frame parser of the project,
-//! [`loadgen::h2frame::FrameDecoder`]. Only prior-knowledge h2c (RFC 9113 section 3.3)
+//! [`wire::h2frame::FrameDecoder`]. Only prior-knowledge h2c (RFC 9113 section 3.3)
 //! is recognised: the client direction must open with the connection preface. The
 //! HTTP/1.1 `Upgrade: h2c` path (RFC 7540 section 3.2, deprecated by RFC 9113 section
 //! 3.1) is out of scope; such a stream is reported as [`H2cFact::NotH2c`].
 use std::collections::BTreeMap;
 
-use loadgen::h2frame::{
+use wire::h2frame::{
     CLIENT_PREFACE, DecoderOptions, ErrorCode, Frame, FrameDecoder, FrameError, FrameKind,
     GOAWAY_DEBUG_KEPT_BYTES, SettingId, SettingsParams,
 };
@@ -22,7 +22,7 @@ pub const MAX_TRACKED_STREAMS: usize = 1024;
 /// `NotH2c`/`Malformed` fact is always reported).
 pub const MAX_FACTS: usize = 256;
 /// Upper bound of [`H2cObserver::buffered_bytes`] (the decoder's own bound).
-pub const MAX_BUFFERED_BYTES: usize = loadgen::h2frame::MAX_BUFFERED_BYTES;
+pub const MAX_BUFFERED_BYTES: usize = wire::h2frame::MAX_BUFFERED_BYTES;
 
 const PREFACE_LEN: u64 = CLIENT_PREFACE.len() as u64;
 /// Offset of the type byte in a frame header (RFC 9113 section 4.1).
@@ -41,7 +41,7 @@ pub enum H2cFact {
     /// The client connection preface was verified (RFC 9113 section 3.4).
     ClientPreface,
     /// A SETTINGS frame (not an ACK); `params` holds at most
-    /// [`loadgen::h2frame::SETTINGS_KEPT_PARAMS`] of `param_count`.
+    /// [`wire::h2frame::SETTINGS_KEPT_PARAMS`] of `param_count`.
     Settings {
         params: Vec<(SettingId, u32)>,
         param_count: usize,

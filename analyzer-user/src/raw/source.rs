@@ -12,11 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use loadgen::packets::wire::{Packet, parse_frame};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use wire::packet::{Packet, parse_frame};
 
-use loadgen::packets::capture::{CaptureCounts, CaptureError, IfaceCapture};
+use wire::capture::{CaptureCounts, CaptureError, IfaceCapture};
 
 use super::track::{Observed, TrackConfig, TrackStats, Tracker};
 use crate::event::Clock;

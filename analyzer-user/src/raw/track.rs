@@ -24,8 +24,8 @@ use std::{
 };
 
 use analyzer_common::EventKind;
-use loadgen::packets::wire::{Segment, TcpFlags, Unreachable};
 use serde::{Deserialize, Serialize};
+use wire::packet::{Segment, TcpFlags, Unreachable};
 
 pub use super::facts::{WireEvent, WireFact};
 use super::flow::{Inspect, Inspector};

@@ -2,13 +2,15 @@
 //! the end, every failure attributed, the report out.
 use std::path::PathBuf;
 
+use events::ndjson::ReadError;
+
 use super::{
     Joins, REPORT_SCHEMA_VERSION, Report, Run, Totals,
     build::{Aggregator, Failure},
 };
 use crate::{
     event::KernelEvent,
-    join::{Connections, JoinKind, LoadgenSummary, ReadError, join_loadgen},
+    join::{Connections, JoinKind, LoadgenSummary, join_loadgen},
     rules::{Case, HostEvidence, RuleOptions, attribute},
     table::{ConnRecord, ConnTable, TableConfig, TableCounts},
 };

@@ -1,7 +1,7 @@
 //! Aggregating verdicts into ranked causes with bounded examples.
 use std::collections::{BTreeMap, HashMap};
 
-use loadgen::model::{Class, RequestEvent};
+use events::model::{Class, RequestEvent};
 
 use super::{Cause, Example, LevelCounts, Unattributed};
 use crate::{
@@ -194,7 +194,7 @@ fn example(v: Verdict, f: Failure<'_>) -> Example {
     Example {
         join: f.join,
         ts_unix_ns: ts,
-        at: loadgen::record::rfc3339_ns(ts),
+        at: events::time::rfc3339_ns(ts),
         sock_cookie: k
             .and_then(|k| k.sock_cookie)
             .or(r.and_then(|r| r.conn.sock_cookie)),

@@ -24,7 +24,7 @@ pub(super) fn render(r: &Report) -> String {
         out,
         "**{head}** — run of {} from {}{kernel}.\n",
         duration(run.duration_ns),
-        loadgen::record::rfc3339_ns(run.started_unix_ns)
+        events::time::rfc3339_ns(run.started_unix_ns)
     );
     if r.causes.is_empty() && t.unattributed == 0 {
         out.push_str("No failures.\n\n");

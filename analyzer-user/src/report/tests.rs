@@ -1,6 +1,6 @@
 use std::{fs, path::PathBuf};
 
-use loadgen::model::{
+use events::model::{
     Class, CloseHow, ConnFacts, ConnStep, FrameFacts, GoAway, H2Facts, Phase, Proto, RequestEvent,
     TlsFacts,
 };
@@ -25,7 +25,7 @@ fn req(seq: u64, class: Option<Class>, phase: Phase, cookie: Option<u64>, ms: u6
     r.class = class;
     r.error = class.map_or(String::new(), |c| c.to_string());
     r.seq = seq;
-    r.timestamp = loadgen::record::rfc3339_ns(at(ms));
+    r.timestamp = events::time::rfc3339_ns(at(ms));
     r.conn = ConnFacts {
         conn_id: seq,
         sock_cookie: cookie,
@@ -90,7 +90,7 @@ pub(crate) fn scenario(test: &str) -> Scenario {
     let tls = TlsFacts {
         sni: Some("testbed.faultline.test".into()),
         error: Some("certificate not valid for name".into()),
-        cert: Some(loadgen::model::CertFacts {
+        cert: Some(events::model::CertFacts {
             subject: "CN=FAULTLINE TESTBED DEFAULT CERT".into(),
             issuer: "CN=faultline testbed CA".into(),
             names: vec!["FAULTLINE TESTBED DEFAULT CERT".into()],

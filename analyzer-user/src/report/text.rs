@@ -123,7 +123,7 @@ pub(super) fn evidence_line(e: &Evidence) -> String {
         Source::Wire => "wire",
     };
     match e.ts_unix_ns {
-        Some(t) => format!("{} {source}: {}", loadgen::record::rfc3339_ns(t), e.what),
+        Some(t) => format!("{} {source}: {}", events::time::rfc3339_ns(t), e.what),
         None => format!("{source}: {}", e.what),
     }
 }
@@ -141,7 +141,7 @@ fn run_facts(out: &mut String, r: &Report) {
         } else {
             &run.kernel_release
         },
-        loadgen::record::rfc3339_ns(run.started_unix_ns),
+        events::time::rfc3339_ns(run.started_unix_ns),
         duration(run.duration_ns)
     );
     let missing: Vec<String> = run

@@ -1,6 +1,6 @@
 //! Rules for failures before a connection exists: the generator itself, local
 //! resources, refused and unanswered SYNs.
-use loadgen::model::Class;
+use events::model::Class;
 
 use super::{Case, Confidence, Evidence, Level, Verdict, conn_label, ms, reset_words};
 use crate::names::TcpState;
@@ -265,7 +265,7 @@ pub fn listen_overflow_or_syn_drop(case: &Case<'_>) -> Option<Verdict> {
 
 #[cfg(test)]
 mod tests {
-    use loadgen::model::Phase;
+    use events::model::Phase;
 
     use super::*;
     use crate::{

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use analyzer_common::EventKind;
-use loadgen::model::{Class, ConnFacts, Phase, RequestEvent};
+use events::model::{Class, ConnFacts, Phase, RequestEvent};
 
 use super::{Case, HostEvidence, RuleOptions};
 use crate::{
@@ -203,7 +203,7 @@ pub fn record(events: &[KernelEvent]) -> ConnRecord {
 pub fn request(class: Class, phase: Phase) -> RequestEvent {
     RequestEvent {
         seq: 1,
-        timestamp: loadgen::record::rfc3339_ns(T0),
+        timestamp: events::time::rfc3339_ns(T0),
         method: "GET".into(),
         url: "https://testbed.faultline.test:8443/".into(),
         error: format!("{class}"),

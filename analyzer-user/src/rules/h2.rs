@@ -1,6 +1,6 @@
 //! Rules for failures the server stated at the HTTP level: HTTP/2 GOAWAY and RST_STREAM
 //! (RFC 9113 sections 6.8 and 6.4), HTTP status codes, protocol errors.
-use loadgen::model::Class;
+use events::model::Class;
 
 use super::{Case, Confidence, Evidence, Level, Verdict};
 
@@ -219,7 +219,7 @@ pub fn protocol_error(case: &Case<'_>) -> Option<Verdict> {
 
 #[cfg(test)]
 mod tests {
-    use loadgen::model::{GoAway, H2Facts, Phase};
+    use events::model::{GoAway, H2Facts, Phase};
 
     use super::*;
     use crate::{join::LoadgenConn, rules::fixture::*};

@@ -1,6 +1,6 @@
 //! Rules for established connections that ended under a request: resets either way,
 //! FINs, the idle race, timeouts with and without retransmits.
-use loadgen::model::{Class, Phase};
+use events::model::{Class, Phase};
 
 use super::{
     Case, Confidence, Evidence, Level, Verdict, conn_label, ms, reset_reason_words, reset_words,

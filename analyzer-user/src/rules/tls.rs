@@ -1,7 +1,7 @@
 //! Rules for TLS handshake failures. TLS 1.3 hides certificates and alerts from the wire,
 //! so loadgen (through rustls) is the source of truth here; the kernel adds how the
 //! connection ended.
-use loadgen::model::{CertFacts, Class, Phase, TlsFacts};
+use events::model::{CertFacts, Class, Phase, TlsFacts};
 
 use super::{Case, Confidence, Evidence, Level, Verdict, kernel_summary};
 

@@ -157,7 +157,7 @@ impl Serialize for TimelineEntry {
         }
         View {
             ts_unix_ns: self.ts_unix_ns,
-            at: loadgen::record::rfc3339_ns(self.ts_unix_ns),
+            at: events::time::rfc3339_ns(self.ts_unix_ns),
             event: self.event,
             state: self.state,
             new_state: self.new_state,

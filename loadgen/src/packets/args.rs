@@ -13,6 +13,7 @@ use super::{
     inject::{self, Direction, InjectConfig, Kind},
     syn::SynConfig,
 };
+
 use crate::{
     cli::{ConfigError, ReportFormat},
     rate::Rate,

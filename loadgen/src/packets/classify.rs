@@ -4,10 +4,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::{
-    evidence::{ListenCounters, Listener},
-    wire::{Segment, TcpFlags, Unreachable},
-};
+use super::evidence::{ListenCounters, Listener};
+use wire::packet::{Segment, TcpFlags, Unreachable};
 
 /// The answer to one SYN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -10,7 +10,8 @@ use super::{
     args::{InjectArgs, PacketsArgs, PacketsCommand, SynArgs},
     inject, net, report, syn,
 };
-use crate::{app::write_atomic, cli::ReportFormat};
+
+use crate::cli::ReportFormat;
 
 /// `loadgen packets ...`.
 pub fn packets(p: &PacketsArgs) -> Result<ExitCode> {
@@ -40,7 +41,7 @@ pub fn syn(a: &SynArgs) -> Result<ExitCode> {
     }
     let json = report::json(&r);
     if let Some(path) = &a.out {
-        write_atomic(path, json.as_bytes())?;
+        events::fs::write_atomic(path, json.as_bytes())?;
     }
     match a.format {
         ReportFormat::Text => print!("{}", report::text(&r)),

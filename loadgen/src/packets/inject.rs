@@ -25,8 +25,8 @@ use serde::Serialize;
 use super::{
     PacketsError,
     net::{Capture, RawSender, route_to},
-    wire::{self, Packet, Segment, SegmentSpec, TcpFlags, TcpOptions},
 };
+use wire::packet::{self, Packet, Segment, SegmentSpec, TcpFlags, TcpOptions};
 
 /// What to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -209,7 +209,7 @@ pub fn run(cfg: &InjectConfig) -> Result<Injected, PacketsError> {
             spec.window = 512;
             spec.ttl = cfg.ttl;
             spec.ip_id = fastrand::u16(..);
-            sender.send(&wire::build(&spec)?, target.ip())?;
+            sender.send(&packet::build(&spec)?, target.ip())?;
             elicit = Some((seq, ack));
             elicited += 1;
             tracing::debug!(%target, seq, "elicitation ACK sent");
@@ -226,7 +226,7 @@ pub fn run(cfg: &InjectConfig) -> Result<Injected, PacketsError> {
                 });
             }
         };
-        let Ok(Packet::Tcp(seg)) = wire::parse_frame(capture.link, &frame.bytes) else {
+        let Ok(Packet::Tcp(seg)) = packet::parse_frame(capture.link, &frame.bytes) else {
             continue;
         };
         // Our own elicitation ACK shows up in the capture too.
@@ -245,7 +245,7 @@ pub fn run(cfg: &InjectConfig) -> Result<Injected, PacketsError> {
     };
     let ip_id = fastrand::u16(1..);
     let spec = forge(cfg, &learned, ip_id);
-    sender.send(&wire::build(&spec)?, target.ip())?;
+    sender.send(&packet::build(&spec)?, target.ip())?;
     Ok(Injected {
         kind: cfg.kind,
         direction: cfg.direction,

@@ -1,10 +1,8 @@
 //! `loadgen packets`: the packet-level tools. `syn` sends raw TCP SYNs at an exact rate
 //! and says per target whether the port is open, closed, behind a full listen queue or
 //! filtered; `inject` sends one crafted RST or FIN into a live connection (chaos
-//! testing). [`wire`] parses and builds the packets, for these tools and the analyzer.
+//! testing). The `wire` crate parses and builds the packets, for these tools and the analyzer.
 pub mod args;
-pub mod bpf;
-pub mod capture;
 pub mod classify;
 pub mod cmd;
 pub mod evidence;
@@ -13,7 +11,6 @@ pub mod inject;
 pub mod net;
 pub mod report;
 pub mod syn;
-pub mod wire;
 
 use std::{io, net::IpAddr};
 
@@ -39,7 +36,7 @@ pub enum PacketsError {
     #[error(transparent)]
     Firewall(#[from] firewall::FirewallError),
     #[error(transparent)]
-    Wire(#[from] wire::WireError),
+    Wire(#[from] wire::packet::WireError),
     #[error(
         "no segment of {client} <-> {server} seen within {waited_ms} ms (is the connection \
          open, and on this host?)"

@@ -1,5 +1,5 @@
 //! The sockets of the packet tools: which interface and source address reach a target,
-//! a raw IP socket that sends the packets [`super::wire`] builds, and an AF_PACKET
+//! a raw IP socket that sends the packets [`wire::packet`] builds, and an AF_PACKET
 //! capture (pnet_datalink) on a thread that hands matching frames over a channel.
 use std::{
     io,
@@ -16,11 +16,9 @@ use std::{
 use pnet_datalink::NetworkInterface;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{
-    PacketsError,
-    capture::{CaptureError, IfaceCapture},
-    wire::{self, LinkType, Packet},
-};
+use super::PacketsError;
+use wire::capture::{CaptureError, IfaceCapture};
+use wire::packet::{self, LinkType, Packet};
 
 /// How a target is reached from this namespace.
 #[derive(Clone, Debug)]
@@ -123,7 +121,7 @@ impl RawSender {
         Ok(Self { socket })
     }
 
-    /// Sends one packet built by [`wire::build`] to `dst`.
+    /// Sends one packet built by [`packet::build`] to `dst`.
     pub fn send(&self, packet: &[u8], dst: IpAddr) -> Result<(), PacketsError> {
         // The port must be 0 (or the protocol) for raw IPv6 (net/ipv6/raw.c rawv6_sendmsg).
         let addr = SockAddr::from(SocketAddr::new(dst, 0));
@@ -189,7 +187,7 @@ impl Capture {
                             Ok(None) => {}
                             Ok(Some(bytes)) => {
                                 let at = Instant::now();
-                                if wire::parse_frame(link, bytes).is_ok_and(|p| keep(&p)) {
+                                if packet::parse_frame(link, bytes).is_ok_and(|p| keep(&p)) {
                                     let frame = Frame {
                                         at,
                                         bytes: bytes.to_vec(),

@@ -13,7 +13,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         mpsc::RecvTimeoutError,
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use hdrhistogram::Histogram;
@@ -25,9 +25,9 @@ use super::{
     firewall::{Firewall, PROBE_MARK},
     net::{Capture, RawSender, Route, route_to},
     report::{FirewallReport, LagReport, Percentiles, RttReport, SynReport, TargetReport},
-    wire::{self, Packet, SegmentSpec, TcpFlags},
 };
 use crate::rate::{Rate, Schedule};
+use wire::packet::{self, Packet, SegmentSpec, TcpFlags};
 
 /// A validated `packets syn` configuration.
 #[derive(Clone, Debug)]
@@ -121,7 +121,7 @@ impl Prober {
             target,
             isn: fastrand::u32(..),
         };
-        let packet = wire::build(&SegmentSpec::syn(
+        let packet = packet::build(&SegmentSpec::syn(
             key.source,
             target,
             key.isn,
@@ -204,11 +204,11 @@ impl Prober {
 
     fn on_frame(
         &mut self,
-        link: wire::LinkType,
+        link: packet::LinkType,
         bytes: &[u8],
         at: Instant,
     ) -> Result<(), PacketsError> {
-        let Ok(packet) = wire::parse_frame(link, bytes) else {
+        let Ok(packet) = packet::parse_frame(link, bytes) else {
             return Ok(());
         };
         let (port, target) = match &packet {
@@ -273,7 +273,7 @@ impl Prober {
         let mut rst = SegmentSpec::rst(key.source, key.target, key.isn.wrapping_add(1), 0);
         rst.flags = TcpFlags::RST;
         rst.ip_id = fastrand::u16(..);
-        let packet = wire::build(&rst)?;
+        let packet = packet::build(&rst)?;
         if let Some(sender) = self.sender(key.target.ip())
             && let Err(e) = sender.send(&packet, key.target.ip())
         {
@@ -308,9 +308,7 @@ pub fn run(
     stop: &AtomicBool,
     installed: impl FnOnce(&Firewall),
 ) -> Result<SynReport, PacketsError> {
-    let started_unix_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let started_unix_ns = events::time::now_unix_ns();
     let mut targets = Vec::new();
     for &addr in &cfg.targets {
         let route = route_to(addr.ip())?;

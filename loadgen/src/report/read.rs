@@ -6,14 +6,12 @@
 //! and keeps exact per-second percentiles.
 use std::path::PathBuf;
 
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use events::{model::precise_event_error, time::parse_unix_ns};
 
-pub use crate::ndjson::ReadError;
-use crate::{
-    model::{ConnEvent, EventLine, RequestEvent},
-    ndjson::NdjsonLines,
-    stats::{RunMeta, Stats},
-};
+use crate::stats::{RunMeta, Stats};
+use events::model::{EventLine, RequestEvent};
+use events::ndjson::NdjsonLines;
+pub use events::ndjson::ReadError;
 
 /// Distinct attack names kept in [`ReadInfo::attacks`].
 const MAX_ATTACK_NAMES: usize = 8;
@@ -59,12 +57,6 @@ impl ReadInfo {
     }
 }
 
-/// Parses an RFC 3339 timestamp into unix nanoseconds (`None` before 1970 or malformed).
-pub fn parse_unix_ns(timestamp: &str) -> Option<u64> {
-    let t = OffsetDateTime::parse(timestamp, &Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos()).ok()
-}
-
 /// One file being read, with its next request held back for the time-ordered merge.
 struct Cursor {
     lines: NdjsonLines,
@@ -99,27 +91,6 @@ impl Cursor {
         }
         Ok(())
     }
-}
-
-/// The untagged [`EventLine`] only says "did not match any variant": parse again as the
-/// kind the line names, for an error that points at the bad field. For
-/// [`NdjsonLines::bad_line`].
-pub fn precise_event_error(line: &[u8], err: serde_json::Error) -> serde_json::Error {
-    if !err.is_data() {
-        return err;
-    }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
-        return err;
-    };
-    let specific = match value.get("type").and_then(|t| t.as_str()) {
-        Some("request") => serde_json::from_value::<RequestEvent>(value).err(),
-        Some("conn") => serde_json::from_value::<ConnEvent>(value).err(),
-        Some(other) => Some(serde::de::Error::custom(format_args!(
-            "unknown event type {other:?}, expected \"request\" or \"conn\""
-        ))),
-        None => Some(serde::de::Error::custom("missing field `type`")),
-    };
-    specific.unwrap_or(err)
 }
 
 /// Rebuilds the statistics from one or more NDJSON event files (one run, possibly split

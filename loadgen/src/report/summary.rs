@@ -1,17 +1,17 @@
 //! The run summary: the `--output FILE` JSON, described by `schema/summary.schema.json`.
 //!
 //! Field names are a contract: a change here is a change of that schema (and of
-//! [`crate::model::SCHEMA_VERSION`] when it is not purely additive).
+//! [`events::model::SCHEMA_VERSION`] when it is not purely additive).
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Class;
+use events::model::Class;
 
 /// Everything `loadgen` knows about a run, built by [`crate::stats::Stats::summary`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// [`crate::model::SCHEMA_VERSION`].
+    /// [`events::model::SCHEMA_VERSION`].
     pub schema_version: u32,
     /// The attack (run) name.
     pub attack: String,

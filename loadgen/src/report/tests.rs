@@ -2,15 +2,12 @@
 use std::{fs, path::PathBuf};
 
 use super::*;
-use crate::{
-    model::{
-        Class, CloseHow, ConnEvent, ConnStep, ConnTag, EventLine, Phase, RequestEvent,
-        SCHEMA_VERSION,
-    },
-    stats::{
-        Stats,
-        tests::{T0_NS, meta, ok, req},
-    },
+use crate::stats::{
+    Stats,
+    tests::{T0_NS, meta, ok, req},
+};
+use events::model::{
+    Class, CloseHow, ConnEvent, ConnStep, ConnTag, EventLine, Phase, RequestEvent, SCHEMA_VERSION,
 };
 
 /// 20 requests: 10 successes, 6 tcp_reset, 3 h2_goaway, 1 http_status.
@@ -58,7 +55,7 @@ fn conn_line(conn_id: u64, step: ConnStep) -> ConnEvent {
         kind: ConnTag::Conn,
         attack: "t".into(),
         conn_id,
-        timestamp: crate::stats::rfc3339(T0_NS),
+        timestamp: events::time::rfc3339_ns(T0_NS),
         step,
     }
 }

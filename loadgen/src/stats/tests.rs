@@ -1,6 +1,6 @@
 //! Tests of the run statistics.
 use super::*;
-use crate::model::{ConnTag, TlsFacts};
+use events::model::{ConnTag, TlsFacts};
 
 /// 2024-01-01T00:00:00Z: a whole second, so test seconds are easy to read.
 pub(crate) const T0_NS: u64 = 1_704_067_200 * NS_PER_S;
@@ -19,7 +19,7 @@ pub(crate) fn req(
     let ev = RequestEvent {
         attack: "t".into(),
         code,
-        timestamp: rfc3339(intended_ns),
+        timestamp: events::time::rfc3339_ns(intended_ns),
         latency: latency_ms * MS,
         bytes_in: if class.is_none() { 100 } else { 0 },
         bytes_out: 10,
@@ -65,7 +65,7 @@ fn conn(step: ConnStep) -> ConnEvent {
         kind: ConnTag::Conn,
         attack: "t".into(),
         conn_id: 1,
-        timestamp: rfc3339(T0_NS),
+        timestamp: events::time::rfc3339_ns(T0_NS),
         step,
     }
 }
@@ -189,7 +189,7 @@ fn successes_and_failures_are_counted_per_class_and_phase() {
         s.bytes
     );
     assert_eq!(s.schema_version, SCHEMA_VERSION);
-    assert_eq!(s.started, "2024-01-01T00:00:00Z");
+    assert_eq!(s.started, "2024-01-01T00:00:00.000000000Z");
     // 11 requests over 1 s of intended times, 6 successes over 10 s of wall time.
     assert!(
         (s.rate.achieved_per_sec - 11.0).abs() < 1e-9,
@@ -308,7 +308,7 @@ fn merge_equals_recording_everything_into_one() {
     let events = mixed();
     let conns = [
         conn(ConnStep::Ready {
-            proto: crate::model::Proto::H2,
+            proto: events::model::Proto::H2,
         }),
         closed(CloseHow::PeerRst),
     ];

@@ -7,19 +7,10 @@ use std::{
     time::Duration,
 };
 
-use loadgen::h2frame::FrameKind;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use wire::h2frame::{FrameKind, encode_frame as frame};
 
 use super::*;
-
-/// One frame (RFC 9113 section 4.1): length, type, flags, stream id, payload.
-fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_be_bytes();
-    let mut f = vec![len[1], len[2], len[3], kind, flags];
-    f.extend_from_slice(&stream_id.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
 
 fn settings(params: &[(u16, u32)]) -> Vec<u8> {
     let p: Vec<u8> = params

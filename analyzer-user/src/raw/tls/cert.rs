@@ -1,12 +1,12 @@
 //! Certificates seen in plaintext (TLS 1.2 and older) on the wire: the summary is
-//! loadgen's ([`loadgen::cert::CertFact`]), the name check RFC 6125 through loadgen's one
+//! loadgen's ([`wire::cert::CertFact`]), the name check RFC 6125 through loadgen's one
 //! matcher, so a name mismatch can be named from the wire alone.
 use std::net::IpAddr;
 
-pub use loadgen::cert::{CertFact, MAX_SAN_ENTRIES};
+pub use wire::cert::{CertFact, MAX_SAN_ENTRIES};
 
 /// True when `cert` is valid for `name`, by RFC 6125 section 6 through loadgen's one
-/// matcher ([`loadgen::tls::names_cover`]): DNS names against the dNSName SANs, an IP
+/// matcher ([`wire::cert::names_cover`]): DNS names against the dNSName SANs, an IP
 /// address (a caller may know the address dialled) against the iPAddress SANs only.
 pub fn cert_matches_name(cert: &CertFact, name: &str) -> bool {
     let bare = name
@@ -16,5 +16,5 @@ pub fn cert_matches_name(cert: &CertFact, name: &str) -> bool {
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return cert.san_ips.contains(&ip);
     }
-    loadgen::tls::names_cover(&cert.san_dns, name)
+    wire::cert::names_cover(&cert.san_dns, name)
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use analyzer_common::EventKind;
-use loadgen::packets::wire::{Segment, TcpFlags, TcpOptions};
+use wire::packet::{Segment, TcpFlags, TcpOptions};
 
 use super::*;
 
@@ -298,7 +298,7 @@ fn followed_connections_are_bounded() {
 fn an_icmp_reject_ends_the_connect_with_the_kernels_errno() {
     let mut t = T::new(&[]);
     t.push(&seg(C, S, SYN, 1000, 0, b""));
-    let u = loadgen::packets::wire::Unreachable {
+    let u = wire::packet::Unreachable {
         from: "127.0.0.1".parse().unwrap(),
         icmp_type: 3,
         code: 13,

@@ -1,6 +1,6 @@
 //! The four verdicts, and the matching rules, without a network.
 use super::*;
-use crate::packets::wire::TcpOptions;
+use wire::packet::TcpOptions;
 
 fn key() -> ProbeKey {
     ProbeKey {

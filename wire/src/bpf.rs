@@ -9,7 +9,7 @@
 //! The instruction encoding is `include/uapi/linux/filter.h` and `bpf_common.h`; the
 //! program is the one `tcpdump -d 'tcp port P or icmp or icmp6'` prints, minus the IPv6
 //! fragment cases.
-use super::wire::LinkType;
+use crate::packet::LinkType;
 
 const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;

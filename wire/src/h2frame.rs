@@ -1,6 +1,6 @@
 //! A bounded, incremental HTTP/2 frame parser (RFC 9113): the one frame parser of faultline.
 //!
-//! It serves the passive frame tap ([`crate::tap`]), which sees what the `h2` crate hides
+//! It serves loadgen's passive frame tap, which sees what the `h2` crate hides
 //! (GOAWAY debug data and last_stream_id), and the analyzer's h2c parser for captured
 //! packets. It decodes the frame layout (section 4.1), the per-type framing rules
 //! (section 6) and error codes (section 7); it keeps no HPACK or stream state. Memory is
@@ -370,6 +370,24 @@ impl Default for DecoderOptions {
     }
 }
 
+/// Encodes one frame (RFC 9113 section 4.1): 24-bit length, type, flags, stream id, then
+/// the payload as given. For tests and probes that need frames a conforming encoder would
+/// refuse to write (wrong lengths, reserved bits, unknown types).
+///
+/// # Panics
+/// When `payload` exceeds [`MAX_FRAME_SIZE_CAP_BYTES`]: the caller built an impossible frame.
+pub fn encode_frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| *l <= MAX_FRAME_SIZE_CAP_BYTES)
+        .expect("an HTTP/2 frame payload fits in 24 bits");
+    let mut out = len.to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream_id.to_be_bytes());
+    out.extend(payload);
+    out
+}
+
 // The tests live in h2frame/tests.rs to keep each file short (STYLE.md).
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

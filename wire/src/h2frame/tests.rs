@@ -7,19 +7,7 @@ const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 
-/// Encodes one frame by hand (RFC 9113 section 4.1): 24-bit length, type, flags, stream.
-pub(crate) fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).expect("test payload length fits in u32");
-    assert!(
-        len <= MAX_FRAME_SIZE_CAP_BYTES,
-        "test payload too long for a frame"
-    );
-    let mut out = len.to_be_bytes()[1..].to_vec();
-    out.extend([kind, flags]);
-    out.extend(stream_id.to_be_bytes());
-    out.extend(payload);
-    out
-}
+use super::encode_frame as frame;
 
 fn setting(id: u16, value: u32) -> Vec<u8> {
     [&id.to_be_bytes()[..], &value.to_be_bytes()].concat()

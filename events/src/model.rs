@@ -385,6 +385,27 @@ pub enum EventLine {
     Conn(Box<ConnEvent>),
 }
 
+/// The untagged [`EventLine`] only says "did not match any variant": parse again as the
+/// kind the line names, for an error that points at the bad field. For
+/// [`crate::ndjson::NdjsonLines::bad_line`].
+pub fn precise_event_error(line: &[u8], err: serde_json::Error) -> serde_json::Error {
+    if !err.is_data() {
+        return err;
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return err;
+    };
+    let specific = match value.get("type").and_then(|t| t.as_str()) {
+        Some("request") => serde_json::from_value::<RequestEvent>(value).err(),
+        Some("conn") => serde_json::from_value::<ConnEvent>(value).err(),
+        Some(other) => Some(serde::de::Error::custom(format_args!(
+            "unknown event type {other:?}, expected \"request\" or \"conn\""
+        ))),
+        None => Some(serde::de::Error::custom("missing field `type`")),
+    };
+    specific.unwrap_or(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

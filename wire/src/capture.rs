@@ -7,7 +7,7 @@
 //! `PACKET_STATISTICS` for the drops the kernel counts when the reader falls behind.
 use std::{io, os::fd::RawFd, time::Duration};
 
-use super::wire::LinkType;
+use crate::packet::LinkType;
 use pnet_datalink::{Channel, DataLinkReceiver, NetworkInterface};
 
 /// `SOL_PACKET` option numbers (include/uapi/linux/if_packet.h).
@@ -128,7 +128,7 @@ impl IfaceCapture {
         if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF_BYTES) != 0 {
             let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF_BYTES);
         }
-        let prog = super::bpf::tcp_ports(link, ports, SNAP_BYTES as u32);
+        let prog = crate::bpf::tcp_ports(link, ports, SNAP_BYTES as u32);
         let fprog = libc::sock_fprog {
             len: u16::try_from(prog.len()).unwrap_or(u16::MAX),
             filter: prog.as_ptr().cast_mut(),

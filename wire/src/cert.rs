@@ -1,6 +1,7 @@
 //! Certificates summarised with x509-parser, once for faultline: the certificate rustls
-//! was shown (loadgen's TLS facts, through [`crate::tls::cert_facts`]) and the ones the
-//! analyzer's raw backend reads in plaintext (TLS 1.2 and older) on the wire.
+//! was shown (loadgen's TLS facts) and the ones the analyzer's raw backend reads in
+//! plaintext (TLS 1.2 and older) on the wire; and the one RFC 6125 name matcher
+//! ([`names_cover`]) both tools judge them with.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use sha2::{Digest, Sha256};
@@ -95,6 +96,13 @@ impl CertFact {
         self.sha256.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The subjectAltNames kept, DNS names first, then IP addresses, as strings: what
+    /// [`names_cover`] takes.
+    pub fn names(&self) -> Vec<String> {
+        let ips = self.san_ips.iter().map(IpAddr::to_string);
+        self.san_dns.iter().cloned().chain(ips).collect()
+    }
+
     /// A short name for messages ("presented TRAEFIK DEFAULT CERT"): the subject CN,
     /// else the first DNS SAN, else the subject.
     pub fn presented_name(&self) -> &str {
@@ -105,21 +113,77 @@ impl CertFact {
     }
 }
 
-impl From<&CertFact> for crate::model::CertFacts {
-    /// The report's certificate summary, the same shape loadgen records from rustls.
-    fn from(c: &CertFact) -> Self {
-        let rfc3339 = |s: i64| {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.max(0).unsigned_abs());
-            humantime::format_rfc3339_seconds(t).to_string()
-        };
-        let ips = c.san_ips.iter().map(IpAddr::to_string);
-        crate::model::CertFacts {
-            subject: c.subject.clone(),
-            issuer: c.issuer.clone(),
-            names: c.san_dns.iter().cloned().chain(ips).collect(),
-            sha256: c.sha256_hex(),
-            not_before: rfc3339(c.not_before_unix_s),
-            not_after: rfc3339(c.not_after_unix_s),
-        }
+/// True when one of a certificate's subjectAltNames (`names`: DNS names and IP addresses
+/// as strings) is valid for `host`, by RFC 6125 section 6: the one matcher of faultline,
+/// used for loadgen's certificate facts and the analyzer's certificates read on the wire.
+///
+/// - DNS names compare ASCII case-insensitively (section 6.4.1), ignoring one trailing dot.
+/// - A wildcard counts only as the whole left-most label (`*.example.com`), matches
+///   exactly one non-empty label (section 6.4.3), and never directly above a single-label
+///   suffix (`*.com`, section 7.2). Partial wildcards (`f*.example.com`) do not count.
+/// - The subject CN is not consulted: RFC 9525 section 6.3 removed that fallback, and
+///   rustls/webpki, Go and browsers reject certificates that rely on it.
+/// - An IP address (SNI cannot carry one, RFC 6066 section 3, but the address dialled
+///   can be checked) matches only IP entries, never a DNS name or wildcard.
+pub fn names_cover(names: &[String], host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return names
+            .iter()
+            .any(|n| n.parse::<std::net::IpAddr>().is_ok_and(|p| p == ip));
+    }
+    let reference = host.strip_suffix('.').unwrap_or(host);
+    if reference.is_empty() || reference.contains('*') || reference.split('.').any(str::is_empty) {
+        return false;
+    }
+    names.iter().any(|p| dns_id_matches(p, reference))
+}
+
+/// One presented DNS-ID against a reference identifier (see [`names_cover`]).
+fn dns_id_matches(presented: &str, reference: &str) -> bool {
+    let presented = presented.strip_suffix('.').unwrap_or(presented);
+    let Some(parent) = presented.strip_prefix("*.") else {
+        return !presented.contains('*') && presented.eq_ignore_ascii_case(reference);
+    };
+    if parent.contains('*') || parent.split('.').any(str::is_empty) || !parent.contains('.') {
+        return false;
+    }
+    reference
+        .split_once('.')
+        .is_some_and(|(first, rest)| !first.is_empty() && rest.eq_ignore_ascii_case(parent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cover_exact_and_single_label_wildcards() {
+        let names = vec!["api.example.com".to_owned(), "*.svc.example.com".to_owned()];
+        assert!(names_cover(&names, "API.example.com."));
+        assert!(names_cover(&names, "a.svc.example.com"));
+        assert!(!names_cover(&names, "a.b.svc.example.com"));
+        assert!(!names_cover(&names, "svc.example.com"));
+        assert!(!names_cover(
+            &["TRAEFIK DEFAULT CERT".to_owned()],
+            "pokt.ai"
+        ));
+        assert!(!names_cover(&[], "x"));
+        assert!(
+            !names_cover(&["*.com".to_owned()], "example.com"),
+            "RFC 6125 7.2"
+        );
+        assert!(!names_cover(
+            &["f*.example.com".to_owned()],
+            "foo.example.com"
+        ));
+        assert!(names_cover(&["10.0.0.1".to_owned()], "10.0.0.1"));
+        assert!(
+            !names_cover(&["*.0.0.1".to_owned()], "10.0.0.1"),
+            "no wildcard for IPs"
+        );
     }
 }
