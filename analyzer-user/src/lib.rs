@@ -6,6 +6,7 @@
 
 pub mod attach;
 pub mod check;
+pub mod cli;
 mod error;
 pub mod event;
 pub mod host;
