@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 a step failed (named in the error), 2 bad usage.
 mod demo;
 mod ebpf;
+mod layout;
 mod setup;
 mod sh;
 
@@ -30,7 +31,10 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Everything CI runs: setup, build-ebpf, fmt, clippy -D warnings, all tests
+    /// Check the structure: no import circles between modules or folders, no file over
+    /// 600 lines of code, no printing from library code.
+    Layout,
+    /// Everything CI runs: setup, build-ebpf, fmt, clippy -D warnings, layout, all tests
     /// (privileged ones included: run as root).
     Test,
     /// Run every fuzz target for a bounded time (libFuzzer via cargo-fuzz, nightly).
@@ -58,6 +62,7 @@ fn run() -> Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::run(),
         Task::BuildEbpf { release } => ebpf::build(release),
+        Task::Layout => layout::run(),
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz(seconds),
@@ -93,6 +98,7 @@ fn test() -> Result<()> {
             .current_dir(&root),
     )?;
     ebpf::clippy()?;
+    layout::run()?;
     sh::run(
         sh::cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
