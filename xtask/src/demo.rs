@@ -58,24 +58,8 @@ pub fn run() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the demo attaches eBPF programs: run it as root (sudo -E cargo xtask demo)");
     }
-    setup::run()?;
-    ebpf::build(true)?;
     let root = sh::workspace_root();
-    sh::run(
-        sh::cargo()
-            .args([
-                "build",
-                "--release",
-                "--bin",
-                "analyzer",
-                "--bin",
-                "testbed",
-                "--bin",
-                "loadgen",
-            ])
-            .current_dir(&root),
-    )?;
-    let bin = root.join("target/release");
+    let bin = build_binaries(&root)?;
     let out = root.join("out/demo");
     fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
     let manifest_path = out.join("testbed.json");
@@ -113,22 +97,8 @@ pub fn run() -> Result<()> {
         planned.push((*fault, *flags, port, events));
     }
     let report_path = out.join("report.json");
-    let mut cmd = Command::new(bin.join("analyzer"));
-    cmd.args(["attach", "--quiet", "--duration", "10m", "--port"])
-        .arg(ports.join(","))
-        .arg("--raw-events")
-        .arg(&kernel_path)
-        .arg("--out")
-        .arg(&report_path);
-    for (_, _, _, events) in &planned {
-        cmd.arg("--loadgen-events").arg(events);
-    }
-    let mut analyzer = Guard(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("start the analyzer")?,
-    );
+    let events: Vec<&Path> = planned.iter().map(|(_, _, _, e)| e.as_path()).collect();
+    let mut analyzer = start_analyzer(&bin, &ports, &kernel_path, &report_path, &events)?;
     let analyzer_log = wait_for_attach(&mut analyzer.0)?;
     let mut analyzer_stdout = analyzer.0.stdout.take().context("analyzer stdout")?;
     let report_text = std::thread::spawn(move || {
@@ -165,6 +135,54 @@ pub fn run() -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Builds the kernel programs and the three release binaries; returns their folder.
+fn build_binaries(root: &Path) -> Result<PathBuf> {
+    setup::run()?;
+    ebpf::build(true)?;
+    sh::run(
+        sh::cargo()
+            .args([
+                "build",
+                "--release",
+                "--bin",
+                "analyzer",
+                "--bin",
+                "testbed",
+                "--bin",
+                "loadgen",
+            ])
+            .current_dir(root),
+    )?;
+    Ok(root.join("target/release"))
+}
+
+/// Starts `analyzer attach` on the testbed's ports, told where loadgen's event files
+/// will be, with stdout and stderr piped.
+fn start_analyzer(
+    bin: &Path,
+    ports: &[String],
+    kernel_path: &Path,
+    report_path: &Path,
+    loadgen_events: &[&Path],
+) -> Result<Guard> {
+    let mut cmd = Command::new(bin.join("analyzer"));
+    cmd.args(["attach", "--quiet", "--duration", "10m", "--port"])
+        .arg(ports.join(","))
+        .arg("--raw-events")
+        .arg(kernel_path)
+        .arg("--out")
+        .arg(report_path);
+    for events in loadgen_events {
+        cmd.arg("--loadgen-events").arg(events);
+    }
+    Ok(Guard(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start the analyzer")?,
+    ))
 }
 
 /// Kills the child when dropped, so an early error never leaves servers behind.
