@@ -223,117 +223,8 @@ impl FrameDecoder {
                 max_bytes: self.opts.max_frame_size_bytes,
             });
         }
-        // RFC 9113 section 6.10: a header block is a HEADERS or PUSH_PROMISE frame followed
-        // only by CONTINUATION frames on the same stream until one carries END_HEADERS.
-        match (self.open_block, kind) {
-            (Some(open), FrameKind::CONTINUATION) if open == h.stream_id => {}
-            (Some(open_stream_id), _) => {
-                return Err(FrameError::HeaderBlockInterrupted {
-                    kind,
-                    stream_id: h.stream_id,
-                    open_stream_id,
-                });
-            }
-            (None, FrameKind::CONTINUATION) => {
-                return Err(FrameError::UnexpectedContinuation {
-                    stream_id: h.stream_id,
-                });
-            }
-            (None, _) => {}
-        }
-        let on_stream = |section| match h.stream_id {
-            0 => Err(FrameError::StreamIdZero { kind, section }),
-            _ => Ok(()),
-        };
-        let on_conn = |section| match h.stream_id {
-            0 => Ok(()),
-            stream_id => Err(FrameError::StreamIdNonZero {
-                kind,
-                stream_id,
-                section,
-            }),
-        };
-        // RFC 9113 section 4.2: FRAME_SIZE_ERROR when a frame exceeds a limit of its type or
-        // is too small to contain mandatory frame data.
-        let need = |ok: bool, rule, section| match ok {
-            true => Ok(()),
-            false => Err(FrameError::BadLength {
-                kind,
-                len_bytes: len,
-                rule,
-                section,
-            }),
-        };
-        let padded = usize::from(h.flag(FLAG_PADDED));
-        let keep = match kind {
-            FrameKind::DATA => {
-                on_stream("6.1")?;
-                need(
-                    len as usize >= padded,
-                    "too short for the Pad Length field",
-                    "6.1",
-                )?;
-                padded
-            }
-            FrameKind::HEADERS => {
-                on_stream("6.2")?;
-                let prefix = padded + if h.flag(FLAG_PRIORITY) { 5 } else { 0 };
-                need(
-                    len as usize >= prefix,
-                    "too short for the Pad Length and priority fields",
-                    "6.2",
-                )?;
-                prefix
-            }
-            FrameKind::PRIORITY => {
-                on_stream("6.3")?;
-                need(len == 5, "not 5", "6.3")?;
-                0
-            }
-            FrameKind::RST_STREAM => {
-                on_stream("6.4")?;
-                need(len == 4, "not 4", "6.4")?;
-                4
-            }
-            FrameKind::SETTINGS => {
-                on_conn("6.5")?;
-                need(
-                    !h.flag(FLAG_ACK) || len == 0,
-                    "but an ACK must be empty",
-                    "6.5",
-                )?;
-                need(len % 6 == 0, "not a multiple of 6", "6.5")?;
-                (len as usize).min(SETTINGS_KEPT_PARAMS * 6)
-            }
-            FrameKind::PUSH_PROMISE => {
-                on_stream("6.6")?;
-                need(
-                    len as usize >= padded + 4,
-                    "too short for the Promised Stream ID",
-                    "6.6",
-                )?;
-                padded + 4
-            }
-            FrameKind::PING => {
-                on_conn("6.7")?;
-                need(len == 8, "not 8", "6.7")?;
-                8
-            }
-            FrameKind::GOAWAY => {
-                on_conn("6.8")?;
-                need(len >= 8, "shorter than its 8 fixed bytes", "6.8")?;
-                (len as usize).min(8 + GOAWAY_DEBUG_KEPT_BYTES)
-            }
-            FrameKind::WINDOW_UPDATE => {
-                need(len == 4, "not 4", "6.9")?;
-                4
-            }
-            FrameKind::CONTINUATION => {
-                on_stream("6.10")?;
-                0
-            }
-            _ => 0,
-        };
+        self.check_block_order(h)?;
+        let keep = payload_to_keep(h)?;
         match kind {
             FrameKind::HEADERS | FrameKind::PUSH_PROMISE | FrameKind::CONTINUATION => {
                 self.open_block = (!h.flag(FLAG_END_HEADERS)).then_some(h.stream_id);
@@ -342,6 +233,124 @@ impl FrameDecoder {
         }
         Ok(keep)
     }
+
+    /// RFC 9113 section 6.10: a header block is a HEADERS or PUSH_PROMISE frame followed
+    /// only by CONTINUATION frames on the same stream until one carries END_HEADERS.
+    fn check_block_order(&self, h: &Header) -> Result<(), FrameError> {
+        let kind = h.kind;
+        match (self.open_block, kind) {
+            (Some(open), FrameKind::CONTINUATION) if open == h.stream_id => Ok(()),
+            (Some(open_stream_id), _) => Err(FrameError::HeaderBlockInterrupted {
+                kind,
+                stream_id: h.stream_id,
+                open_stream_id,
+            }),
+            (None, FrameKind::CONTINUATION) => Err(FrameError::UnexpectedContinuation {
+                stream_id: h.stream_id,
+            }),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+/// The per-type rules of RFC 9113 section 6 that the header alone decides (stream id
+/// zero or not, payload length), and how many payload bytes the decoder keeps.
+fn payload_to_keep(h: &Header) -> Result<usize, FrameError> {
+    let (kind, len) = (h.kind, h.len);
+    let on_stream = |section| match h.stream_id {
+        0 => Err(FrameError::StreamIdZero { kind, section }),
+        _ => Ok(()),
+    };
+    let on_conn = |section| match h.stream_id {
+        0 => Ok(()),
+        stream_id => Err(FrameError::StreamIdNonZero {
+            kind,
+            stream_id,
+            section,
+        }),
+    };
+    // RFC 9113 section 4.2: FRAME_SIZE_ERROR when a frame exceeds a limit of its type or
+    // is too small to contain mandatory frame data.
+    let need = |ok: bool, rule, section| match ok {
+        true => Ok(()),
+        false => Err(FrameError::BadLength {
+            kind,
+            len_bytes: len,
+            rule,
+            section,
+        }),
+    };
+    let padded = usize::from(h.flag(FLAG_PADDED));
+    let keep = match kind {
+        FrameKind::DATA => {
+            on_stream("6.1")?;
+            need(
+                len as usize >= padded,
+                "too short for the Pad Length field",
+                "6.1",
+            )?;
+            padded
+        }
+        FrameKind::HEADERS => {
+            on_stream("6.2")?;
+            let prefix = padded + if h.flag(FLAG_PRIORITY) { 5 } else { 0 };
+            need(
+                len as usize >= prefix,
+                "too short for the Pad Length and priority fields",
+                "6.2",
+            )?;
+            prefix
+        }
+        FrameKind::PRIORITY => {
+            on_stream("6.3")?;
+            need(len == 5, "not 5", "6.3")?;
+            0
+        }
+        FrameKind::RST_STREAM => {
+            on_stream("6.4")?;
+            need(len == 4, "not 4", "6.4")?;
+            4
+        }
+        FrameKind::SETTINGS => {
+            on_conn("6.5")?;
+            need(
+                !h.flag(FLAG_ACK) || len == 0,
+                "but an ACK must be empty",
+                "6.5",
+            )?;
+            need(len % 6 == 0, "not a multiple of 6", "6.5")?;
+            (len as usize).min(SETTINGS_KEPT_PARAMS * 6)
+        }
+        FrameKind::PUSH_PROMISE => {
+            on_stream("6.6")?;
+            need(
+                len as usize >= padded + 4,
+                "too short for the Promised Stream ID",
+                "6.6",
+            )?;
+            padded + 4
+        }
+        FrameKind::PING => {
+            on_conn("6.7")?;
+            need(len == 8, "not 8", "6.7")?;
+            8
+        }
+        FrameKind::GOAWAY => {
+            on_conn("6.8")?;
+            need(len >= 8, "shorter than its 8 fixed bytes", "6.8")?;
+            (len as usize).min(8 + GOAWAY_DEBUG_KEPT_BYTES)
+        }
+        FrameKind::WINDOW_UPDATE => {
+            need(len == 4, "not 4", "6.9")?;
+            4
+        }
+        FrameKind::CONTINUATION => {
+            on_stream("6.10")?;
+            0
+        }
+        _ => 0,
+    };
+    Ok(keep)
 }
 
 fn be_u32(b: &[u8]) -> u32 {
