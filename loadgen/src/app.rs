@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use crate::{
     cli::{AttackArgs, ReportArgs, ReportFormat, ThresholdArgs, config_json, to_config},
     report,
-    report::Summary,
     run::{Finished, run},
     stats::RunMeta,
+    summary::Summary,
     thresholds,
 };
 

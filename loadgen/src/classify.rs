@@ -2,7 +2,7 @@
 //! which [`Class`] an I/O, hyper or h2 error is, so HTTP/1.1 and HTTP/2 agree.
 use std::{error::Error as StdError, io};
 
-use events::model::{Class, Phase};
+use events::model::{Class, CloseHow, Phase};
 
 /// The class of an I/O error seen in `phase`.
 pub fn classify_io(e: &io::Error, phase: Phase) -> Class {
@@ -82,6 +82,17 @@ pub fn classify_h2(e: &h2::Error, phase: Phase) -> Class {
         return Class::ProtocolError;
     }
     Class::Other
+}
+
+/// How a connection ended, from the class of the failure that ended it.
+pub fn close_how(class: Class) -> CloseHow {
+    match class {
+        Class::TcpReset => CloseHow::PeerRst,
+        Class::PeerEof => CloseHow::PeerFin,
+        Class::H2Goaway => CloseHow::Goaway,
+        Class::HttpStatus => CloseHow::Local,
+        _ => CloseHow::Error,
+    }
 }
 
 #[cfg(test)]

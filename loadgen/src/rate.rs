@@ -466,4 +466,6 @@ fn segment_offset_ns(segment: &Segment, n: f64) -> u64 {
 mod tests;
 mod users;
 
-pub use users::{ThinkTime, UserGroup, load_scenario, parse_scenario};
+#[cfg(test)]
+pub use users::load_scenario;
+pub use users::{ThinkTime, UserGroup, parse_scenario};

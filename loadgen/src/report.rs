@@ -1,14 +1,14 @@
 //! Reports of a run: the summary types, the text report, the JSON, and rebuilding the
 //! statistics from NDJSON event files (`loadgen report FILE...`).
+//!
+//! The summary's types are [`crate::summary`]; the statistics that build it are
+//! [`crate::stats`]. Arrows: `report` → `stats` → `summary`.
 mod read;
-mod summary;
 mod text;
 
-pub use read::{ReadError, ReadInfo, read_events};
-pub use summary::{
-    Bytes, ClassSummary, Connections, ErrorCount, Lag, Latency, Overload, Rate, Requests, Second,
-    Summary,
-};
+use crate::summary::Summary;
+
+pub use read::read_events;
 pub use text::{format_ms, text};
 
 /// The summary as pretty JSON (the `--output FILE` format).

@@ -1,28 +1,24 @@
 //! Running an attack end to end: prepare targets and origins, start the consumer and the
 //! connection slots, drive the load (schedule or users), stop cleanly on the deadline or
 //! on Ctrl-C/SIGTERM, and hand back the statistics.
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use rustls::ClientConfig;
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::{mpsc, oneshot, watch},
-    task::JoinSet,
+    sync::mpsc,
+    task::JoinHandle,
 };
 
+pub use crate::engine::RunConfig;
 use crate::{
-    engine::{Ctx, Load, Origin, Prepared, ProtoChoice, RunConfig, grow_pool, live_slots},
-    rate::UserGroup,
-    record::{Failure, Recorder, RunClock},
+    engine::{Ctx, Load, Origin, OriginAddr, Prepared, ProtoChoice, drive, grow_pool},
+    record::{Recorder, RunClock},
     sink::{self, SinkError, SinkResult},
     stats::{RunMeta, Stats},
     targets::Target,
     tls,
 };
-use events::model::{Class, ConnFacts, Phase};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -65,29 +61,12 @@ pub async fn run(
     progress: bool,
 ) -> Result<Finished, RunError> {
     let (origins, targets) = prepare(&cfg).await?;
-    let needs_tls = origins.iter().any(|o| o.tls);
-    let tls = if needs_tls {
-        let mut opts = cfg.tls.clone();
-        opts.alpn = match cfg.proto {
-            ProtoChoice::Http1 => vec![b"http/1.1".to_vec()],
-            ProtoChoice::H2 => vec![b"h2".to_vec()],
-            ProtoChoice::Auto | ProtoChoice::H2c => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        };
-        Some(tls::client_config(&opts)?)
-    } else {
-        None
-    };
+    let tls = client_tls(&cfg, &origins)?;
     let events = match &cfg.events {
         Some(p) => Some((p.clone(), sink::open_events(p)?)),
         None => None,
     };
-    let target_rate = match &cfg.load {
-        Load::Open(s) => s
-            .expected_requests()
-            .zip(s.total_duration())
-            .and_then(|(n, d)| (d > Duration::ZERO).then(|| n as f64 / d.as_secs_f64())),
-        Load::Closed { .. } => None,
-    };
+    let target_rate = target_rate(&cfg.load);
     let (tx, rx) = mpsc::channel(1 << 14);
     let consumer = tokio::spawn(sink::consume(rx, events, target_rate, progress));
     let clock = RunClock::now();
@@ -100,56 +79,9 @@ pub async fn run(
     for i in 0..ctx.origins.len() {
         grow_pool(&ctx, i);
     }
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let driver = {
-        let ctx = ctx.clone();
-        tokio::spawn(async move { drive(ctx, stop_rx).await })
-    };
-    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut driver = driver;
-    let interrupted = tokio::select! {
-        _ = &mut driver => false,
-        _ = tokio::signal::ctrl_c() => true,
-        _ = sigterm.recv() => true,
-    };
-    if interrupted {
-        eprintln!("loadgen: interrupted: stopping, writing what was recorded");
-        ctx.stop.store(true, Ordering::Relaxed);
-        let _ = stop_tx.send(true);
-        let _ = driver.await;
-    }
-    // The load is over. Let queued and in-flight jobs end (and any retry they make be
-    // sent), then close the queues so the slots finish.
-    if !interrupted {
-        ctx.pending.wait_zero().await;
-    }
-    for o in &ctx.origins {
-        o.jobs_tx.close();
-    }
-    let mut abandoned = 0u64;
-    if interrupted {
-        // Queued jobs were never sent; drop them, then give in-flight requests a grace.
-        for o in &ctx.origins {
-            while let Ok(job) = o.jobs.try_recv() {
-                abandoned += 1;
-                job.finish();
-            }
-        }
-        if tokio::time::timeout(INTERRUPT_GRACE, wait_slots(&ctx))
-            .await
-            .is_err()
-        {
-            abandoned += live_slots(&ctx) as u64;
-            for h in ctx.slot_handles.lock().expect("slot handle list").iter() {
-                h.abort();
-            }
-            wait_slots(&ctx).await;
-        }
-    } else {
-        wait_slots(&ctx).await;
-    }
-    let retries = ctx.retries.load(Ordering::Relaxed);
+    let interrupted = drive_until_done_or_signal(&ctx).await?;
+    let abandoned = wind_down(&ctx, interrupted).await;
+    let retries = ctx.retries();
     let attack = ctx.cfg.attack.clone();
     // Every sender of records lives in `ctx` (tasks are done): dropping it ends the
     // consumer.
@@ -172,15 +104,82 @@ pub async fn run(
     })
 }
 
-/// Waits until every connection slot has ended.
-async fn wait_slots(ctx: &Ctx) {
-    loop {
-        let exited = ctx.slot_exited.notified();
-        if live_slots(ctx) == 0 {
-            return;
-        }
-        exited.await;
+/// The TLS client configuration, when an origin is https; ALPN offers what `--http1`,
+/// `--http2` or neither asks for.
+fn client_tls(cfg: &RunConfig, origins: &[Origin]) -> Result<Option<Arc<ClientConfig>>, RunError> {
+    if !origins.iter().any(|o| o.tls) {
+        return Ok(None);
     }
+    let mut opts = cfg.tls.clone();
+    opts.alpn = match cfg.proto {
+        ProtoChoice::Http1 => vec![b"http/1.1".to_vec()],
+        ProtoChoice::H2 => vec![b"h2".to_vec()],
+        ProtoChoice::Auto | ProtoChoice::H2c => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+    Ok(Some(tls::client_config(&opts)?))
+}
+
+/// The open model's mean rate, for the progress line and the summary.
+fn target_rate(load: &Load) -> Option<f64> {
+    match load {
+        Load::Open(s) => s
+            .expected_requests()
+            .zip(s.total_duration())
+            .and_then(|(n, d)| (d > Duration::ZERO).then(|| n as f64 / d.as_secs_f64())),
+        Load::Closed { .. } => None,
+    }
+}
+
+/// Drives the load until it is over or Ctrl-C/SIGTERM arrives; on a signal, stops the
+/// run (its one shutdown token) and waits for the driver. True when interrupted.
+async fn drive_until_done_or_signal(ctx: &Arc<Ctx>) -> Result<bool, RunError> {
+    let mut driver: JoinHandle<()> = tokio::spawn(drive(ctx.clone()));
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let interrupted = tokio::select! {
+        _ = &mut driver => false,
+        _ = tokio::signal::ctrl_c() => true,
+        _ = sigterm.recv() => true,
+    };
+    if interrupted {
+        tracing::warn!("interrupted: stopping, writing what was recorded");
+        ctx.stop();
+        let _ = driver.await;
+    }
+    Ok(interrupted)
+}
+
+/// Ends the run once the load is over: lets queued and in-flight jobs end (and any retry
+/// they make be sent), then closes the queues so the slots finish. Interrupted, queued
+/// jobs are dropped and in-flight ones get [`INTERRUPT_GRACE`]. Returns the requests
+/// abandoned that way.
+async fn wind_down(ctx: &Ctx, interrupted: bool) -> u64 {
+    if !interrupted {
+        ctx.wait_jobs_done().await;
+    }
+    for o in &ctx.origins {
+        o.close();
+    }
+    if !interrupted {
+        ctx.wait_slots().await;
+        return 0;
+    }
+    let mut abandoned = 0u64;
+    // Queued jobs were never sent; drop them, then give in-flight requests a grace.
+    for o in &ctx.origins {
+        while let Some(job) = o.try_take() {
+            abandoned += 1;
+            job.finish();
+        }
+    }
+    if tokio::time::timeout(INTERRUPT_GRACE, ctx.wait_slots())
+        .await
+        .is_err()
+    {
+        abandoned += ctx.live_slots() as u64;
+        ctx.abort_slots();
+        ctx.wait_slots().await;
+    }
+    abandoned
 }
 
 /// Resolves every target's origin once, before the run (a name that does not resolve is
@@ -235,8 +234,7 @@ async fn prepare(cfg: &RunConfig) -> Result<(Vec<Origin>, Vec<Prepared>), RunErr
             Some(i) => i,
             None => {
                 let addr = resolve(cfg, &host, port).await?;
-                let (jobs_tx, jobs) = async_channel::unbounded();
-                origins.push(Origin {
+                origins.push(Origin::new(OriginAddr {
                     tls,
                     sni: cfg.sni.clone().unwrap_or_else(|| host.clone()),
                     host: host.clone(),
@@ -244,11 +242,7 @@ async fn prepare(cfg: &RunConfig) -> Result<(Vec<Origin>, Vec<Prepared>), RunErr
                     addr,
                     authority: authority.clone(),
                     proto: cfg.proto,
-                    jobs_tx,
-                    jobs,
-                    idle: 0.into(),
-                    live: 0.into(),
-                });
+                }));
                 origins.len() - 1
             }
         };
@@ -294,166 +288,4 @@ async fn resolve(cfg: &RunConfig, host: &str, port: u16) -> Result<SocketAddr, R
         port,
         source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
     })
-}
-
-/// Drives the load until the schedule or the duration ends, or `stop` is set.
-async fn drive(ctx: Arc<Ctx>, stop: watch::Receiver<bool>) {
-    match &ctx.cfg.load {
-        Load::Open(_) => open_model(ctx, stop).await,
-        Load::Closed { groups, duration } => {
-            let groups = groups.clone();
-            let duration = *duration;
-            closed_model(ctx, groups, duration, stop).await;
-        }
-    }
-}
-
-/// The most jobs allowed to wait for a slot, per origin, before new ones are recorded as
-/// client overload at once; keeps memory bounded when the server stalls.
-fn queue_cap(ctx: &Ctx, rate_per_sec: f64) -> usize {
-    let slots = ctx.cfg.connections.max(1) * ctx.cfg.max_streams_per_conn.max(1) as usize;
-    let by_lag = (rate_per_sec * ctx.cfg.max_lag.as_secs_f64()).ceil() as usize;
-    (slots * 2).max(by_lag).clamp(64, 1 << 20)
-}
-
-async fn enqueue(ctx: &Arc<Ctx>, job: crate::engine::Job, cap: usize) {
-    let origin_idx = ctx.targets[job.target].origin;
-    let origin = &ctx.origins[origin_idx];
-    if origin.jobs_tx.len() >= cap {
-        let failure = Failure {
-            class: Class::ClientOverload,
-            phase: Phase::Queue,
-            error: format!(
-                "not sent: {cap} requests already waiting for a free connection or stream"
-            ),
-        };
-        ctx.fail_job(job, ConnFacts::default(), failure).await;
-        return;
-    }
-    if let Err(e) = origin.jobs_tx.try_send(job) {
-        e.into_inner().finish();
-        return;
-    }
-    grow_pool(ctx, origin_idx);
-}
-
-async fn open_model(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    let Load::Open(schedule) = &ctx.cfg.load else {
-        return;
-    };
-    let schedule = schedule.clone();
-    let rate = schedule
-        .expected_requests()
-        .zip(schedule.total_duration())
-        .map_or(1000.0, |(n, d)| n as f64 / d.as_secs_f64().max(1e-9));
-    let cap = queue_cap(&ctx, rate);
-    let start = ctx.rec.clock.start;
-    let n = ctx.targets.len();
-    for (i, offset) in schedule.enumerate() {
-        let at = start + offset;
-        if at > Instant::now() {
-            tokio::select! {
-                () = tokio::time::sleep_until(at.into()) => {}
-                _ = stop.changed() => return,
-            }
-        }
-        if *stop.borrow() {
-            return;
-        }
-        let job = ctx.job(i % n, at, None);
-        enqueue(&ctx, job, cap).await;
-    }
-}
-
-async fn closed_model(
-    ctx: Arc<Ctx>,
-    groups: Vec<UserGroup>,
-    duration: Option<Duration>,
-    stop: watch::Receiver<bool>,
-) {
-    let deadline = duration.map(|d| ctx.rec.clock.start + d);
-    let n_plain = ctx.cfg.targets.len();
-    let mut users = JoinSet::new();
-    let mut group_target = n_plain;
-    for (gi, g) in groups.into_iter().enumerate() {
-        let targets: Vec<usize> = if g.url.is_some() {
-            group_target += 1;
-            vec![group_target - 1]
-        } else {
-            (0..n_plain).collect()
-        };
-        let g = Arc::new(g);
-        for u in 0..g.users {
-            let ctx = ctx.clone();
-            let g = g.clone();
-            let targets = targets.clone();
-            let stop = stop.clone();
-            let seed = (gi as u64) << 32 | u64::from(u);
-            users.spawn(async move { user(ctx, g, u, targets, deadline, stop, seed).await });
-        }
-    }
-    while users.join_next().await.is_some() {}
-}
-
-async fn user(
-    ctx: Arc<Ctx>,
-    g: Arc<UserGroup>,
-    index: u32,
-    targets: Vec<usize>,
-    deadline: Option<Instant>,
-    mut stop: watch::Receiver<bool>,
-    seed: u64,
-) {
-    // xorshift64*: think times need spread, not cryptographic randomness.
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next_rand = move || {
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    };
-    let cap = usize::MAX;
-    let stop_for_wait = stop.clone();
-    // Waits out a ramp delay or a think time; true when the run ends first (a stop, or
-    // the deadline falling inside the wait).
-    let wait = |d: Duration| {
-        let mut stop = stop_for_wait.clone();
-        async move {
-            let until = Instant::now() + d;
-            let (until, ends_run) = match deadline {
-                Some(dl) if dl <= until => (dl, true),
-                _ => (until, false),
-            };
-            tokio::select! {
-                () = tokio::time::sleep_until(until.into()) => ends_run,
-                _ = stop.changed() => true,
-            }
-        }
-    };
-    if let Some(ramp) = g.ramp_up {
-        let delay = ramp.mul_f64(f64::from(index) / f64::from(g.users.max(1)));
-        if wait(delay).await {
-            return;
-        }
-    }
-    let mut k = 0usize;
-    loop {
-        if *stop.borrow_and_update() || deadline.is_some_and(|d| Instant::now() >= d) {
-            return;
-        }
-        let mut job = ctx.job(targets[k % targets.len()], Instant::now(), None);
-        k += 1;
-        let (tx, rx) = oneshot::channel();
-        job.done = Some(tx);
-        enqueue(&ctx, job, cap).await;
-        tokio::select! {
-            _ = rx => {}
-            _ = stop.changed() => return,
-        }
-        let think = g.think.sample(next_rand());
-        // No think time: go straight on (a zero sleep still waits for the next timer tick).
-        if !think.is_zero() && wait(think).await {
-            return;
-        }
-    }
 }

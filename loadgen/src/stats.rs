@@ -21,7 +21,7 @@ use std::{
 use events::time::rfc3339_ns;
 use hdrhistogram::{Counter, Histogram};
 
-use crate::report::{
+use crate::summary::{
     Bytes, ClassSummary, Connections, ErrorCount, Lag, Latency, Overload, Rate, Requests, Summary,
 };
 use events::model::{Class, CloseHow, ConnEvent, ConnStep, Phase, RequestEvent, SCHEMA_VERSION};

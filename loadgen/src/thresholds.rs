@@ -4,7 +4,10 @@
 //! including failures), the number free of coordinated omission.
 use std::{fmt, str::FromStr, time::Duration};
 
-use crate::report::{Latency, Summary, format_ms};
+use crate::{
+    report::format_ms,
+    summary::{Latency, Summary},
+};
 
 /// A latency statistic a threshold can bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

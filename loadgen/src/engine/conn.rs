@@ -47,8 +47,6 @@ pub struct DialError {
     pub error: String,
     pub sock_cookie: Option<u64>,
     pub local: Option<SocketAddr>,
-    /// TLS facts when the failure was in the handshake.
-    pub tls: Option<TlsFacts>,
 }
 
 /// A TCP connection, made.
@@ -72,7 +70,6 @@ pub async fn dial(
         error,
         sock_cookie,
         local,
-        tls: None,
     };
     let socket = match remote {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -146,7 +143,6 @@ pub async fn handshake(
         error,
         sock_cookie: None,
         local: None,
-        tls: None,
     };
     let server_name = match ServerName::try_from(sni.to_owned()) {
         Ok(n) => n,

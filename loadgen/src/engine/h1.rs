@@ -14,13 +14,22 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-use crate::{
-    classify::{classify_hyper, find_io},
-    engine::{Ctx, Job, Opened, Origin},
-    record::{Failure, Outcome},
+use super::{
+    open::Opened,
+    state::{Ctx, Job, Origin, Prepared},
     tap::{Tap, TapHandle, TapMode},
 };
+use crate::{
+    classify::{classify_hyper, close_how, find_io},
+    record::{ConnState, Failure, Outcome},
+};
 use events::model::{Class, CloseHow, ConnStep, Phase};
+
+/// The connection task hyper hands back, spawned.
+type Driver = tokio::task::JoinHandle<hyper::Result<()>>;
+
+/// How the connection ended, and why (empty when nothing went wrong).
+type Close = (CloseHow, String);
 
 /// Runs the connection until it fails, the server closes it, keep-alive is off, or the
 /// queue is done. Returns a job that was taken but never sent (the connection turned
@@ -46,90 +55,25 @@ pub async fn run(ctx: &Ctx, origin: &Origin, opened: Opened, first: Job) -> Opti
     let mut driver = tokio::spawn(connection);
     let mut job = first;
     let mut leftover = None;
-    let mut close: Option<(CloseHow, String)> = None;
-    loop {
+    let close = loop {
         // A closed connection (the server timed it out while idle) is found before the
         // job is written: the job goes to a new connection, unsent.
         if sender.ready().await.is_err() {
             leftover = Some(job);
-            break;
+            break None;
         }
-        let now = Instant::now();
-        let facts = state.facts(now, 0);
-        let target = &ctx.targets[job.target];
-        let mut req = Request::builder()
-            .method(target.method.clone())
-            .uri(target.path.clone())
-            .body(Full::new(target.body.clone()))
-            .expect("a request built from validated parts");
-        *req.headers_mut() = target.headers.clone();
-        if !req.headers().contains_key(header::HOST) {
-            req.headers_mut().insert(
-                header::HOST,
-                origin.authority.parse().expect("validated authority"),
-            );
+        if let Some(close) = send_one(ctx, origin, &mut sender, &handle, &mut state, job).await {
+            break Some(close);
         }
-        if !ctx.cfg.keepalive {
-            req.headers_mut().insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
-        }
-        let out = exchange(&mut sender, &handle, req, ctx.cfg.timeout).await;
-        let ended = Instant::now();
-        let failed = out.failure.clone();
-        state.requests += 1;
-        state.last_active = ended;
-        ctx.rec.request(&job.attempt, facts, out, ended).await;
-        job.finish();
-        if let Some(f) = failed {
-            close = Some((close_how(f.class), f.error));
-            break;
-        }
-        if !ctx.cfg.keepalive || ctx.stopped() {
-            close = Some((CloseHow::Local, String::new()));
-            break;
-        }
-        job = tokio::select! {
-            j = origin.next_job() => match j {
-                Ok(j) => j,
-                Err(_) => { close = Some((CloseHow::Local, String::new())); break; }
-            },
-            r = &mut driver => {
-                // The server closed the idle connection before we had a job for it.
-                close = Some(match r {
-                    Ok(Ok(())) => (CloseHow::PeerFin, String::new()),
-                    Ok(Err(e)) => (close_how(classify_hyper(&e, Phase::Body)), e.to_string()),
-                    Err(e) => (CloseHow::Error, e.to_string()),
-                });
-                break;
-            }
+        job = match next_job(ctx, origin, &mut driver).await {
+            Ok(j) => j,
+            Err(close) => break Some(close),
         };
-        match ctx.check_lag(job).await {
-            Some(j) => job = j,
-            None => {
-                // The job was recorded as overload; wait for the next one.
-                match origin.next_job().await {
-                    Ok(j) => job = j,
-                    Err(_) => {
-                        close = Some((CloseHow::Local, String::new()));
-                        break;
-                    }
-                }
-            }
-        }
-    }
+    };
     drop(sender);
     let (how, error) = match close {
         Some(c) => c,
-        None => match tokio::time::timeout(Duration::from_secs(1), &mut driver).await {
-            Ok(Ok(Ok(()))) => (CloseHow::PeerFin, String::new()),
-            Ok(Ok(Err(e))) => (close_how(classify_hyper(&e, Phase::Body)), e.to_string()),
-            _ => (
-                CloseHow::Error,
-                "connection driver did not finish".to_owned(),
-            ),
-        },
+        None => driver_end(&mut driver).await,
     };
     driver.abort();
     ctx.rec
@@ -147,14 +91,89 @@ pub async fn run(ctx: &Ctx, origin: &Origin, opened: Opened, first: Job) -> Opti
     leftover
 }
 
-/// How the connection ended, from the class of the failure that ended it.
-pub fn close_how(class: Class) -> CloseHow {
-    match class {
-        Class::TcpReset => CloseHow::PeerRst,
-        Class::PeerEof => CloseHow::PeerFin,
-        Class::H2Goaway => CloseHow::Goaway,
-        Class::HttpStatus => CloseHow::Local,
-        _ => CloseHow::Error,
+/// Sends one job and records its outcome; `Some` when the connection must close after
+/// it (a failure, keep-alive off, or the run stopping).
+async fn send_one(
+    ctx: &Ctx,
+    origin: &Origin,
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    tap: &TapHandle,
+    state: &mut ConnState,
+    job: Job,
+) -> Option<Close> {
+    let facts = state.facts(Instant::now(), 0);
+    let req = request(ctx, origin, &ctx.targets[job.target]);
+    let out = exchange(sender, tap, req, ctx.cfg.timeout).await;
+    let ended = Instant::now();
+    let failed = out.failure.clone();
+    state.requests += 1;
+    state.last_active = ended;
+    ctx.rec.request(&job.attempt, facts, out, ended).await;
+    job.finish();
+    if let Some(f) = failed {
+        return Some((close_how(f.class), f.error));
+    }
+    if !ctx.cfg.keepalive || ctx.stopped() {
+        return Some((CloseHow::Local, String::new()));
+    }
+    None
+}
+
+/// The HTTP/1.1 request for a target: its headers, plus Host and (without keep-alive)
+/// `Connection: close`.
+fn request(ctx: &Ctx, origin: &Origin, target: &Prepared) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(target.method.clone())
+        .uri(target.path.clone())
+        .body(Full::new(target.body.clone()))
+        .expect("a request built from validated parts");
+    *req.headers_mut() = target.headers.clone();
+    if !req.headers().contains_key(header::HOST) {
+        req.headers_mut().insert(
+            header::HOST,
+            origin.authority.parse().expect("validated authority"),
+        );
+    }
+    if !ctx.cfg.keepalive {
+        req.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    req
+}
+
+/// Waits for the connection's next job (within `--max-lag`); `Err` with how the
+/// connection closes when the queue is done or the server closed it while idle.
+async fn next_job(ctx: &Ctx, origin: &Origin, driver: &mut Driver) -> Result<Job, Close> {
+    let local = || (CloseHow::Local, String::new());
+    let job = tokio::select! {
+        j = origin.next_job() => j.map_err(|_| local())?,
+        r = driver => {
+            // The server closed the idle connection before we had a job for it.
+            return Err(match r {
+                Ok(Ok(())) => (CloseHow::PeerFin, String::new()),
+                Ok(Err(e)) => (close_how(classify_hyper(&e, Phase::Body)), e.to_string()),
+                Err(e) => (CloseHow::Error, e.to_string()),
+            });
+        }
+    };
+    match ctx.check_lag(job).await {
+        Some(j) => Ok(j),
+        // The job was recorded as overload; wait for the next one.
+        None => origin.next_job().await.map_err(|_| local()),
+    }
+}
+
+/// How the connection ended when the server closed it under a job not yet sent.
+async fn driver_end(driver: &mut Driver) -> Close {
+    match tokio::time::timeout(Duration::from_secs(1), driver).await {
+        Ok(Ok(Ok(()))) => (CloseHow::PeerFin, String::new()),
+        Ok(Ok(Err(e))) => (close_how(classify_hyper(&e, Phase::Body)), e.to_string()),
+        _ => (
+            CloseHow::Error,
+            "connection driver did not finish".to_owned(),
+        ),
     }
 }
 

@@ -12,16 +12,26 @@ use std::{
 use bytes::Bytes;
 use h2::client::SendRequest;
 use http::Request;
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::Semaphore,
+    task::{JoinError, JoinHandle, JoinSet},
+};
 
-use crate::{
-    classify::classify_h2,
-    engine::{Ctx, Job, Opened, Origin},
-    h1conn::close_how,
-    record::{ConnState, Failure, Outcome},
+use super::{
+    open::Opened,
+    state::{Ctx, Job, Origin, Prepared},
     tap::{ReadEnd, Tap, TapHandle, TapMode},
 };
+use crate::{
+    classify::{classify_h2, close_how},
+    record::{ConnState, Failure, Outcome},
+};
 use events::model::{Class, CloseHow, ConnStep, H2Facts, Phase};
+
+/// The connection task h2 hands back, spawned.
+type Driver = JoinHandle<Result<(), h2::Error>>;
+/// What the connection task ended with.
+type DriverResult = Result<Result<(), h2::Error>, JoinError>;
 
 /// Runs the connection until it ends or the queue is done. Returns a job taken but never
 /// sent (the connection was going away), for the next connection.
@@ -36,84 +46,19 @@ pub async fn run(ctx: &Arc<Ctx>, origin: &Origin, opened: Opened, first: Job) ->
     let (send, connection) = match builder.handshake::<_, Bytes>(tap).await {
         Ok(pair) => pair,
         Err(e) => {
-            let class = effective_class(classify_h2(&e, Phase::Write), &handle);
-            let failure = Failure {
-                class,
-                phase: Phase::Write,
-                error: format!("HTTP/2 handshake: {e}"),
-            };
-            ctx.fail_job(first, state.facts(Instant::now(), 0), failure)
-                .await;
-            emit_frames(ctx, conn_id, &handle).await;
-            closed(ctx, &state, close_how(class), e.to_string()).await;
+            handshake_failed(ctx, &handle, &state, first, &e).await;
             return None;
         }
     };
     let mut driver = tokio::spawn(connection);
-    let state = Arc::new(Mutex::new(state));
-    let inflight = Arc::new(AtomicU32::new(0));
-    let slots = Arc::new(Semaphore::new(ctx.cfg.max_streams_per_conn.max(1) as usize));
-    let mut streams = JoinSet::new();
-    let mut next = Some(first);
-    let mut driver_result = None;
-    let leftover = 'pull: loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            r = &mut driver => { driver_result = Some(r); break 'pull next.take(); }
-        };
-        let job = loop {
-            let j = match next.take() {
-                Some(j) => j,
-                None => tokio::select! {
-                    j = origin.next_job() => match j {
-                        Ok(j) => j,
-                        Err(_) => break 'pull None,
-                    },
-                    r = &mut driver => { driver_result = Some(r); break 'pull None; }
-                },
-            };
-            if let Some(j) = ctx.check_lag(j).await {
-                break j;
-            }
-        };
-        // ready() fails once the connection is going away (GOAWAY received) or broken.
-        let ready = match send.clone().ready().await {
-            Ok(s) => s,
-            Err(e) => {
-                if job.carried == 0 {
-                    let mut job = job;
-                    job.carried = 1;
-                    break 'pull Some(job);
-                }
-                // Carried once already: a second connection also refused it.
-                let class = effective_class(classify_h2(&e, Phase::Write), &handle);
-                let failure = Failure {
-                    class,
-                    phase: Phase::Write,
-                    error: format!("not sent: connection going away: {e}"),
-                };
-                let facts = state.lock().unwrap().facts(Instant::now(), 0);
-                ctx.fail_job(job, facts, failure).await;
-                break 'pull None;
-            }
-        };
-        let sctx = StreamCtx {
-            handle: handle.clone(),
-            state: state.clone(),
-            inflight: inflight.clone(),
-        };
-        let sctx_run = ctx.clone();
-        streams.spawn(async move {
-            let _permit = permit;
-            run_stream(&sctx_run, sctx, ready, job).await;
-        });
-        // Reap finished streams as we go: a JoinSet keeps every finished task until it
-        // is joined, which grew memory with every request on a long-lived connection.
-        while streams.try_join_next().is_some() {}
-        if ctx.stopped() {
-            break 'pull None;
-        }
+    let conn = StreamCtx {
+        handle,
+        state: Arc::new(Mutex::new(state)),
+        inflight: Arc::new(AtomicU32::new(0)),
     };
+    let mut streams = JoinSet::new();
+    let (leftover, driver_result) =
+        pull(ctx, origin, &conn, &send, &mut driver, &mut streams, first).await;
     drop(send);
     while streams.join_next().await.is_some() {}
     let result = match driver_result {
@@ -124,21 +69,139 @@ pub async fn run(ctx: &Arc<Ctx>, origin: &Origin, opened: Opened, first: Job) ->
         },
     };
     driver.abort();
-    emit_frames(ctx, conn_id, &handle).await;
+    emit_frames(ctx, conn_id, &conn.handle).await;
     let (how, error) = match result {
-        Ok(Ok(())) if handle.goaway().is_some() => (CloseHow::Goaway, String::new()),
+        Ok(Ok(())) if conn.handle.goaway().is_some() => (CloseHow::Goaway, String::new()),
         Ok(Ok(())) => (CloseHow::Local, String::new()),
         Ok(Err(e)) => {
-            let class = effective_class(classify_h2(&e, Phase::Body), &handle);
+            let class = effective_class(classify_h2(&e, Phase::Body), &conn.handle);
             (close_how(class), e.to_string())
         }
         Err(e) => (CloseHow::Error, e.to_string()),
     };
-    let st = state.lock().unwrap().clone();
+    let st = conn.state.lock().unwrap().clone();
     closed(ctx, &st, how, error).await;
     leftover
 }
 
+/// Records the first job as failed, the frames seen and the `closed` line of a
+/// connection whose HTTP/2 handshake failed.
+async fn handshake_failed(
+    ctx: &Ctx,
+    handle: &TapHandle,
+    state: &ConnState,
+    first: Job,
+    e: &h2::Error,
+) {
+    let class = effective_class(classify_h2(e, Phase::Write), handle);
+    let failure = Failure {
+        class,
+        phase: Phase::Write,
+        error: format!("HTTP/2 handshake: {e}"),
+    };
+    ctx.fail_job(first, state.facts(Instant::now(), 0), failure)
+        .await;
+    emit_frames(ctx, state.conn_id, handle).await;
+    closed(ctx, state, close_how(class), e.to_string()).await;
+}
+
+/// Pulls jobs onto streams, at most `max_streams_per_conn` at once, until the queue is
+/// done, the connection goes away or ends, or the run stops. Returns the job taken but
+/// not sent, and the connection task's result when it ended first.
+async fn pull(
+    ctx: &Arc<Ctx>,
+    origin: &Origin,
+    conn: &StreamCtx,
+    send: &SendRequest<Bytes>,
+    driver: &mut Driver,
+    streams: &mut JoinSet<()>,
+    first: Job,
+) -> (Option<Job>, Option<DriverResult>) {
+    let slots = Arc::new(Semaphore::new(ctx.cfg.max_streams_per_conn.max(1) as usize));
+    let mut next = Some(first);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            r = &mut *driver => return (next.take(), Some(r)),
+        };
+        let job = match next_sendable(ctx, origin, next.take(), driver).await {
+            Pulled::Job(j) => j,
+            Pulled::QueueDone => return (None, None),
+            Pulled::DriverEnded(r) => return (None, Some(r)),
+        };
+        // ready() fails once the connection is going away (GOAWAY received) or broken.
+        let ready = match send.clone().ready().await {
+            Ok(s) => s,
+            Err(e) => return (going_away(ctx, conn, job, &e).await, None),
+        };
+        let (ctx_run, sctx) = (ctx.clone(), conn.clone());
+        streams.spawn(async move {
+            let _permit = permit;
+            run_stream(&ctx_run, sctx, ready, job).await;
+        });
+        // Reap finished streams as we go: a JoinSet keeps every finished task until it
+        // is joined, which grew memory with every request on a long-lived connection.
+        while streams.try_join_next().is_some() {}
+        if ctx.stopped() {
+            return (None, None);
+        }
+    }
+}
+
+/// What waiting for the next job gave.
+enum Pulled {
+    Job(Job),
+    /// The origin's queue is closed and empty.
+    QueueDone,
+    /// The connection ended while waiting.
+    DriverEnded(DriverResult),
+}
+
+/// The next job within `--max-lag`: `next` if given, else from the queue.
+async fn next_sendable(
+    ctx: &Ctx,
+    origin: &Origin,
+    mut next: Option<Job>,
+    driver: &mut Driver,
+) -> Pulled {
+    loop {
+        let j = match next.take() {
+            Some(j) => j,
+            None => tokio::select! {
+                j = origin.next_job() => match j {
+                    Ok(j) => j,
+                    Err(_) => return Pulled::QueueDone,
+                },
+                r = &mut *driver => return Pulled::DriverEnded(r),
+            },
+        };
+        if let Some(j) = ctx.check_lag(j).await {
+            return Pulled::Job(j);
+        }
+    }
+}
+
+/// A job the connection can no longer send: carried to the next connection once, then
+/// recorded as failed. Returns the job to carry.
+async fn going_away(ctx: &Ctx, conn: &StreamCtx, mut job: Job, e: &h2::Error) -> Option<Job> {
+    if job.carried == 0 {
+        job.carried = 1;
+        return Some(job);
+    }
+    // Carried once already: a second connection also refused it.
+    let class = effective_class(classify_h2(e, Phase::Write), &conn.handle);
+    let failure = Failure {
+        class,
+        phase: Phase::Write,
+        error: format!("not sent: connection going away: {e}"),
+    };
+    let facts = conn.state.lock().unwrap().facts(Instant::now(), 0);
+    ctx.fail_job(job, facts, failure).await;
+    None
+}
+
+/// What every stream of a connection shares.
+#[derive(Clone)]
 struct StreamCtx {
     handle: TapHandle,
     state: Arc<Mutex<ConnState>>,
@@ -171,7 +234,7 @@ async fn exchange(
     ctx: &Ctx,
     tap: &TapHandle,
     mut send: SendRequest<Bytes>,
-    target: &crate::engine::Prepared,
+    target: &Prepared,
     sent: Instant,
 ) -> Outcome {
     let mut req = Request::builder()

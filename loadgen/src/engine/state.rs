@@ -1,88 +1,31 @@
-//! The run: a scheduler (open model) or virtual users (closed model) put jobs on a queue
-//! per origin; connection slots pull jobs from it, each owning one connection at a time;
-//! every outcome goes to the single consumer ([`crate::sink`]) that owns the statistics.
+//! The state every task of a run shares: the origins with their job queues, the prepared
+//! targets, the jobs themselves, and [`Ctx`], which owns the counters, the slot
+//! bookkeeping and the run's one shutdown token.
 //!
 //! Coordinated omission: a job carries its intended send time, and latency is measured
 //! from it whatever the server does. A job that waits longer than `max_lag` for a free
 //! connection or stream is not sent: it is recorded as `client_overload` (phase `queue`).
 use std::{
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
     sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 use rustls::ClientConfig;
-use tokio::sync::oneshot;
-
-use crate::{
-    conn::{self, DialError, Stream},
-    rate::{Schedule, UserGroup},
-    record::{Attempt, ConnState, Failure, Outcome, Recorder},
-    targets::Target,
-    tls::TlsOptions,
+use tokio::{
+    sync::{Notify, oneshot},
+    task::AbortHandle,
 };
-use events::model::{Class, CloseHow, ConnFacts, ConnStep, Phase, Proto};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-/// Which protocol to speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtoChoice {
-    /// HTTP/1.1 for `http://`; for `https://`, what ALPN picks (h2 preferred).
-    Auto,
-    /// HTTP/1.1 only (ALPN offers only `http/1.1`).
-    Http1,
-    /// HTTP/2 over TLS (ALPN offers only `h2`).
-    H2,
-    /// HTTP/2 over cleartext with prior knowledge.
-    H2c,
-}
-
-/// Open or closed model.
-#[derive(Debug)]
-pub enum Load {
-    /// Requests at intended times, whatever the server does.
-    Open(Schedule),
-    /// Virtual users: send, wait for the answer, think, repeat.
-    Closed {
-        groups: Vec<UserGroup>,
-        duration: Option<Duration>,
-    },
-}
-
-/// `--resolve host:port:addr`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolve {
-    pub host: String,
-    pub port: u16,
-    pub addr: IpAddr,
-}
-
-/// Everything a run needs, validated.
-#[derive(Debug)]
-pub struct RunConfig {
-    pub attack: String,
-    pub targets: Vec<Target>,
-    pub load: Load,
-    pub proto: ProtoChoice,
-    /// Connections per origin.
-    pub connections: usize,
-    pub max_streams_per_conn: u32,
-    pub keepalive: bool,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_lag: Duration,
-    pub local_addrs: Vec<IpAddr>,
-    pub resolve: Vec<Resolve>,
-    pub sni: Option<String>,
-    pub tls: TlsOptions,
-    pub retry_unprocessed: bool,
-    pub events: Option<PathBuf>,
-}
+use super::config::{ProtoChoice, RunConfig};
+use crate::record::{Attempt, Failure, Outcome, Recorder};
+use events::model::{Class, ConnFacts, Phase};
 
 /// Where a target's requests go: one pool of connections per origin.
 #[derive(Debug)]
@@ -95,15 +38,45 @@ pub struct Origin {
     pub sni: String,
     pub authority: String,
     pub proto: ProtoChoice,
-    pub jobs_tx: async_channel::Sender<Job>,
-    pub jobs: async_channel::Receiver<Job>,
+    jobs_tx: async_channel::Sender<Job>,
+    jobs: async_channel::Receiver<Job>,
     /// Slots waiting for a job right now (a connection, or room for one, is free).
-    pub idle: AtomicUsize,
+    idle: AtomicUsize,
     /// Slots running.
-    pub live: AtomicUsize,
+    live: AtomicUsize,
+}
+
+/// Where an origin's connections go and how they speak; [`Origin::new`] adds the queue.
+#[derive(Debug)]
+pub struct OriginAddr {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub addr: SocketAddr,
+    pub sni: String,
+    pub authority: String,
+    pub proto: ProtoChoice,
 }
 
 impl Origin {
+    /// An origin with an empty job queue and no slots.
+    pub fn new(a: OriginAddr) -> Self {
+        let (jobs_tx, jobs) = async_channel::unbounded();
+        Self {
+            tls: a.tls,
+            host: a.host,
+            port: a.port,
+            addr: a.addr,
+            sni: a.sni,
+            authority: a.authority,
+            proto: a.proto,
+            jobs_tx,
+            jobs,
+            idle: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+        }
+    }
+
     /// Takes the next job, counted as an idle slot while waiting. `Err` when the queue is
     /// closed and empty.
     pub async fn next_job(&self) -> Result<Job, async_channel::RecvError> {
@@ -113,10 +86,49 @@ impl Origin {
         });
         self.jobs.recv().await
     }
+
+    /// Queues a job; gives it back when the queue is closed (the run is ending).
+    pub fn try_send(&self, job: Job) -> Result<(), Job> {
+        self.jobs_tx.try_send(job).map_err(|e| e.into_inner())
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.jobs_tx.len()
+    }
+
+    /// Closes the queue: slots end once it is empty.
+    pub fn close(&self) {
+        self.jobs_tx.close();
+    }
+
+    /// Takes a queued job without waiting.
+    pub fn try_take(&self) -> Option<Job> {
+        self.jobs.try_recv().ok()
+    }
+
+    /// True when a slot is waiting for a job.
+    pub fn has_idle_slot(&self) -> bool {
+        self.idle.load(Ordering::SeqCst) > 0
+    }
+
+    /// Counts one more slot if fewer than `max` run; false when the pool is full.
+    pub fn try_add_slot(&self, max: usize) -> bool {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Slots running.
+    pub fn live_slots(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
 }
 
 /// Runs `f` when dropped (also when the owning future is cancelled mid-await).
-fn scopeguard<F: FnMut()>(f: F) -> impl Drop {
+pub fn scopeguard<F: FnMut()>(f: F) -> impl Drop {
     struct Guard<F: FnMut()>(F);
     impl<F: FnMut()> Drop for Guard<F> {
         fn drop(&mut self) {
@@ -157,14 +169,14 @@ pub struct Job {
 /// Jobs created and not yet ended. The run closes its queues only when the schedule is
 /// over and this is zero, so a retry made by the last request still gets sent.
 #[derive(Debug, Default)]
-pub struct Pending {
+struct Pending {
     n: AtomicU64,
-    zero: tokio::sync::Notify,
+    zero: Notify,
 }
 
 impl Pending {
     /// Waits until no job is outstanding.
-    pub async fn wait_zero(&self) {
+    async fn wait_zero(&self) {
         loop {
             let notified = self.zero.notified();
             if self.n.load(Ordering::SeqCst) == 0 {
@@ -210,16 +222,18 @@ pub struct Ctx {
     pub targets: Vec<Prepared>,
     pub tls: Option<Arc<ClientConfig>>,
     pub rec: Recorder,
-    pub stop: AtomicBool,
-    pub retries: AtomicU64,
+    /// The run's one shutdown token: cancelled on Ctrl-C/SIGTERM; the load drivers and
+    /// the connections watch it.
+    shutdown: CancellationToken,
+    retries: AtomicU64,
     next_conn_id: AtomicU64,
     next_local: AtomicUsize,
-    pub next_seq: AtomicU64,
+    next_seq: AtomicU64,
     /// Abort handles of the connection slots, for an interrupted run's grace period.
-    pub slot_handles: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    slot_handles: Mutex<Vec<AbortHandle>>,
     /// Notified whenever a slot ends.
-    pub slot_exited: tokio::sync::Notify,
-    pub pending: Arc<Pending>,
+    slot_exited: Notify,
+    pending: Arc<Pending>,
 }
 
 impl Ctx {
@@ -236,26 +250,44 @@ impl Ctx {
             targets,
             tls,
             rec,
-            stop: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
             retries: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
             next_local: AtomicUsize::new(0),
             next_seq: AtomicU64::new(0),
-            slot_handles: std::sync::Mutex::new(Vec::new()),
-            slot_exited: tokio::sync::Notify::new(),
+            slot_handles: Mutex::new(Vec::new()),
+            slot_exited: Notify::new(),
             pending: Arc::default(),
         }
     }
 
-    pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+    /// Stops the run: no new job is made, connections finish what they hold.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
     }
 
-    fn conn_id(&self) -> u64 {
+    /// True once [`Self::stop`] was called.
+    pub fn stopped(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Resolves when [`Self::stop`] is called (at once if it was).
+    pub fn stopping(&self) -> WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
+    }
+
+    /// Requests re-sent by `--retry-unprocessed`.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// A new connection id.
+    pub fn conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn local_ip(&self) -> Option<IpAddr> {
+    /// The next `--local-addr`, round robin; None when none was given.
+    pub fn local_ip(&self) -> Option<IpAddr> {
         let l = &self.cfg.local_addrs;
         (!l.is_empty()).then(|| l[self.next_local.fetch_add(1, Ordering::Relaxed) % l.len()])
     }
@@ -276,6 +308,48 @@ impl Ctx {
             done: None,
             carried: 0,
             _pending: PendingGuard::new(&self.pending),
+        }
+    }
+
+    /// Waits until every job made so far has ended (and any retry it made).
+    pub async fn wait_jobs_done(&self) {
+        self.pending.wait_zero().await;
+    }
+
+    /// Keeps a slot's abort handle for [`Self::abort_slots`].
+    pub fn add_slot(&self, handle: AbortHandle) {
+        self.slot_handles
+            .lock()
+            .expect("slot handle list")
+            .push(handle);
+    }
+
+    /// Called by a slot as it ends.
+    pub fn slot_ended(&self, origin: &Origin) {
+        origin.live.fetch_sub(1, Ordering::SeqCst);
+        self.slot_exited.notify_waiters();
+    }
+
+    /// Slots still running, over all origins.
+    pub fn live_slots(&self) -> usize {
+        self.origins.iter().map(Origin::live_slots).sum()
+    }
+
+    /// Waits until every connection slot has ended.
+    pub async fn wait_slots(&self) {
+        loop {
+            let exited = self.slot_exited.notified();
+            if self.live_slots() == 0 {
+                return;
+            }
+            exited.await;
+        }
+    }
+
+    /// Aborts every connection slot (an interrupted run out of patience).
+    pub fn abort_slots(&self) {
+        for h in self.slot_handles.lock().expect("slot handle list").iter() {
+            h.abort();
         }
     }
 
@@ -330,227 +404,6 @@ impl Ctx {
         let retry = self.job(job.target, Instant::now(), Some(job.attempt.seq));
         // A closed queue means the run is ending: the retry is not made, and the
         // original failure stands on its own.
-        let _ = origin.jobs_tx.try_send(retry);
-    }
-}
-
-/// A connection that is open and ready for HTTP.
-#[derive(Debug)]
-pub struct Opened {
-    pub stream: Stream,
-    pub state: ConnState,
-    /// True when ALPN (or --h2c) selected HTTP/2.
-    pub h2: bool,
-}
-
-/// Opens a connection for `origin`: TCP, then TLS when the origin is https, emitting the
-/// `opened` and `tls` lifecycle lines. On failure returns the failure with whatever
-/// connection facts exist (the cookie of a refused socket joins with the kernel's RST).
-pub async fn open(ctx: &Ctx, origin: &Origin) -> Result<Opened, (ConnFacts, Failure)> {
-    let conn_id = ctx.conn_id();
-    let rec = &ctx.rec;
-    let fail = |e: DialError| {
-        let facts = ConnFacts {
-            conn_id,
-            sock_cookie: e.sock_cookie,
-            local: e.local,
-            remote: Some(origin.addr),
-            ..ConnFacts::default()
-        };
-        (
-            facts,
-            Failure {
-                class: e.class,
-                phase: e.phase,
-                error: e.error,
-            },
-        )
-    };
-    let started = Instant::now();
-    let dialed = match conn::dial(origin.addr, ctx.local_ip(), ctx.cfg.connect_timeout).await {
-        Ok(d) => d,
-        Err(e) => {
-            rec.conn(
-                conn_id,
-                started,
-                ConnStep::Opened {
-                    sock_cookie: e.sock_cookie,
-                    local: e.local,
-                    remote: origin.addr,
-                    connect_us: started.elapsed().as_micros() as u64,
-                },
-            )
-            .await;
-            rec.conn(
-                conn_id,
-                Instant::now(),
-                ConnStep::Closed {
-                    how: CloseHow::Failed,
-                    error: e.error.clone(),
-                    requests: 0,
-                    age_us: started.elapsed().as_micros() as u64,
-                },
-            )
-            .await;
-            return Err(fail(e));
-        }
-    };
-    rec.conn(
-        conn_id,
-        started,
-        ConnStep::Opened {
-            sock_cookie: dialed.sock_cookie,
-            local: Some(dialed.local),
-            remote: origin.addr,
-            connect_us: dialed.connect_us,
-        },
-    )
-    .await;
-    let state = ConnState {
-        conn_id,
-        sock_cookie: dialed.sock_cookie,
-        local: Some(dialed.local),
-        remote: origin.addr,
-        opened: started,
-        requests: 0,
-        last_active: Instant::now(),
-    };
-    let closed_failed = |error: String| ConnStep::Closed {
-        how: CloseHow::Failed,
-        error,
-        requests: 0,
-        age_us: started.elapsed().as_micros() as u64,
-    };
-    let (stream, h2) = if origin.tls {
-        let config = ctx
-            .tls
-            .clone()
-            .expect("TLS config exists for https origins");
-        let tls_started = Instant::now();
-        match conn::handshake(dialed.stream, config, &origin.sni, ctx.cfg.timeout).await {
-            Ok((s, facts)) => {
-                let h2 = facts.alpn.as_deref() == Some("h2");
-                rec.conn(
-                    conn_id,
-                    Instant::now(),
-                    ConnStep::Tls {
-                        tls: facts,
-                        handshake_us: tls_started.elapsed().as_micros() as u64,
-                    },
-                )
-                .await;
-                if origin.proto == ProtoChoice::H2 && !h2 {
-                    let error = "ALPN: the server did not agree to h2 (--http2)".to_owned();
-                    rec.conn(conn_id, Instant::now(), closed_failed(error.clone()))
-                        .await;
-                    return Err(fail(DialError {
-                        class: Class::ProtocolError,
-                        phase: Phase::Tls,
-                        error,
-                        sock_cookie: dialed.sock_cookie,
-                        local: Some(dialed.local),
-                        tls: None,
-                    }));
-                }
-                (Stream::Tls(Box::new(s)), h2)
-            }
-            Err((mut e, facts)) => {
-                rec.conn(
-                    conn_id,
-                    Instant::now(),
-                    ConnStep::Tls {
-                        tls: facts,
-                        handshake_us: tls_started.elapsed().as_micros() as u64,
-                    },
-                )
-                .await;
-                rec.conn(conn_id, Instant::now(), closed_failed(e.error.clone()))
-                    .await;
-                e.sock_cookie = dialed.sock_cookie;
-                e.local = Some(dialed.local);
-                return Err(fail(e));
-            }
-        }
-    } else {
-        (
-            Stream::Plain(dialed.stream),
-            origin.proto == ProtoChoice::H2c,
-        )
-    };
-    let proto = match (h2, origin.tls) {
-        (true, true) => Proto::H2,
-        (true, false) => Proto::H2c,
-        (false, _) => Proto::Http1,
-    };
-    rec.conn(conn_id, Instant::now(), ConnStep::Ready { proto })
-        .await;
-    Ok(Opened { stream, state, h2 })
-}
-
-/// Starts another connection slot for the origin when none is idle and the pool is below
-/// `--connections`: the pool grows to the concurrency the load needs, so warm
-/// connections are reused instead of each job opening its own.
-pub fn grow_pool(ctx: &Arc<Ctx>, origin_idx: usize) {
-    let origin = &ctx.origins[origin_idx];
-    if origin.idle.load(Ordering::SeqCst) > 0 {
-        return;
-    }
-    let max = ctx.cfg.connections.max(1);
-    let grew = origin
-        .live
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .is_ok();
-    if grew {
-        let handle = tokio::spawn(slot(ctx.clone(), origin_idx));
-        ctx.slot_handles
-            .lock()
-            .expect("slot handle list")
-            .push(handle.abort_handle());
-    }
-}
-
-/// Slots still running, over all origins.
-pub fn live_slots(ctx: &Ctx) -> usize {
-    ctx.origins
-        .iter()
-        .map(|o| o.live.load(Ordering::SeqCst))
-        .sum()
-}
-
-/// One connection slot of an origin: pulls jobs, opens a connection when it has work,
-/// runs it until it ends, and starts over. Returns when the origin's queue is closed
-/// and empty.
-async fn slot(ctx: Arc<Ctx>, origin_idx: usize) {
-    let origin = &ctx.origins[origin_idx];
-    let _live = scopeguard(|| {
-        origin.live.fetch_sub(1, Ordering::SeqCst);
-        ctx.slot_exited.notify_waiters();
-    });
-    let mut pending: Option<Job> = None;
-    loop {
-        let job = match pending.take() {
-            Some(j) => j,
-            None => match origin.next_job().await {
-                Ok(j) => j,
-                Err(_) => return,
-            },
-        };
-        let Some(job) = ctx.check_lag(job).await else {
-            continue;
-        };
-        let opened = match open(&ctx, origin).await {
-            Ok(o) => o,
-            Err((facts, failure)) => {
-                ctx.fail_job(job, facts, failure).await;
-                continue;
-            }
-        };
-        pending = if opened.h2 {
-            crate::h2conn::run(&ctx, origin, opened, job).await
-        } else {
-            crate::h1conn::run(&ctx, origin, opened, job).await
-        };
+        let _ = origin.try_send(retry);
     }
 }

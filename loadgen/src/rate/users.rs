@@ -236,7 +236,9 @@ pub fn parse_scenario(text: &str, origin: &Path) -> Result<Vec<UserGroup>, RateE
     Ok(groups.into_iter().map(|(_, group)| group).collect())
 }
 
-/// Reads and parses a scenario file (see [`parse_scenario`]).
+/// Reads and parses a scenario file (see [`parse_scenario`]). The CLI reads the file
+/// itself (a read error there is `ConfigError::Read`, exit 1); the tests use this.
+#[cfg(test)]
 pub fn load_scenario(path: &Path) -> Result<Vec<UserGroup>, RateError> {
     let text = std::fs::read_to_string(path).map_err(|source| RateError::ReadScenario {
         file: path.to_owned(),

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use events::{model::precise_event_error, time::parse_unix_ns};
 
-use crate::stats::{RunMeta, Stats};
+#[cfg(test)]
+use crate::stats::RunMeta;
+use crate::stats::Stats;
 use events::model::{EventLine, RequestEvent};
 use events::ndjson::NdjsonLines;
 pub use events::ndjson::ReadError;
@@ -38,7 +40,9 @@ pub struct ReadInfo {
 
 impl ReadInfo {
     /// The run metadata these files imply: the target rate is not in the events, and a
-    /// truncated file means the run was interrupted.
+    /// truncated file means the run was interrupted. (`loadgen report` builds its own,
+    /// from the statistics, with `interrupted: false`; only the tests use this.)
+    #[cfg(test)]
     pub fn run_meta(&self, config: serde_json::Value) -> RunMeta {
         RunMeta {
             attack: self.attacks.join(","),

@@ -6,9 +6,11 @@ use crate::stats::{
     Stats,
     tests::{T0_NS, meta, ok, req},
 };
+use crate::summary::*;
 use events::model::{
     Class, CloseHow, ConnEvent, ConnStep, ConnTag, EventLine, Phase, RequestEvent, SCHEMA_VERSION,
 };
+use events::ndjson::ReadError;
 
 /// 20 requests: 10 successes, 6 tcp_reset, 3 h2_goaway, 1 http_status.
 fn run() -> Vec<(RequestEvent, u64)> {

@@ -1,7 +1,7 @@
 //! The text report on stdout: `vegeta report`'s layout, plus the failure taxonomy.
 use std::fmt::Write as _;
 
-use super::{ClassSummary, Latency, Summary};
+use crate::summary::{ClassSummary, Latency, Summary};
 
 /// Lines are wrapped or cut to stay within this many columns.
 const WIDTH: usize = 100;

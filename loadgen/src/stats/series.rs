@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, btree_map::Entry};
 use hdrhistogram::Histogram;
 
 use super::{WINDOW_S, histogram, us_to_ms};
-use crate::report::Second;
+use crate::summary::Second;
 
 /// An intended second still open: counts and a small histogram (2 significant figures,
 /// u32 counts: about 13 KB).
