@@ -19,6 +19,7 @@
 mod certs;
 mod error;
 mod faults;
+pub mod flagdoc;
 mod http1;
 mod http2;
 mod listener;
