@@ -22,18 +22,19 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::{
+    ebpf::{
+        probe::{AsyncEventReader, Probes},
+        tracefs,
+    },
+    event::wire_fact::WireEvent,
     event::{KernelEvent, Observed},
     host::{self, CensusSummary, CounterDeltas, PortPressure, PortRange, Snapshot, SocketCensus},
     names::{NameSources, TcpState},
     offline::{KernelLogEnd, KernelLogHeader, KernelLogTrailer},
-    probe::{AsyncEventReader, AttachReport, FilterConfig, ProbeStats, Probes},
-    raw::{
-        source::{CaptureReport, RawOptions, RawSource},
-        track::WireEvent,
-    },
+    raw::source::{CaptureReport, RawOptions, RawSource},
+    recording::{AttachReport, FilterConfig, ProbeStats},
     report::Run,
     rules::{DestPorts, HostEvidence},
-    tracefs,
 };
 
 /// How a session runs.

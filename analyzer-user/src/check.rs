@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::{
-    probe::{Probes, TRACEPOINTS, error_chain},
-    tracefs::{self, Mount},
+    ebpf::probe::{Probes, TRACEPOINTS},
+    ebpf::tracefs::{self, Mount},
+    error::error_chain,
 };
 
 /// Outcome of one check.
@@ -298,7 +299,7 @@ fn tracepoint_items(items: &mut Vec<Item>, root: Option<&Path>) -> bool {
 }
 
 fn load_item(root: &Path) -> Item {
-    match Probes::attach(root, &crate::probe::FilterConfig::default()) {
+    match Probes::attach(root, &crate::recording::FilterConfig::default()) {
         Ok(p) => item(
             "test program loads",
             Status::Ok,

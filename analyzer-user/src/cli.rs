@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     attach::{AttachOptions, Backend},
     offline::Format,
-    probe::FilterConfig,
+    recording::FilterConfig,
     session::SessionOptions,
 };
 

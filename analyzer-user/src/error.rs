@@ -1,4 +1,5 @@
-//! The analyzer library's error type: one enum, structured fields, sources kept.
+//! The analyzer library's error type (one enum, structured fields, sources kept), and
+//! how an error and its causes read on one line.
 use std::path::PathBuf;
 
 /// Everything the analyzer library can fail with.
@@ -54,4 +55,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -29,38 +29,10 @@ use events::{
 };
 use serde::{Deserialize, Serialize};
 
-mod index;
+use crate::table::{Connections, JoinKind};
+
 #[cfg(test)]
 pub(crate) mod tests;
-
-pub use index::Connections;
-
-/// How a failure or a kernel record was joined.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JoinKind {
-    /// By socket cookie (exact).
-    Cookie,
-    /// By 4-tuple and overlapping time (no cookie match).
-    TupleTime,
-    /// A kernel record with no loadgen counterpart (a foreign client, or no loadgen).
-    #[default]
-    KernelOnly,
-    /// A loadgen failure with no kernel record (nothing abnormal seen, or not recorded).
-    LoadgenOnly,
-}
-
-impl JoinKind {
-    /// The JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cookie => "cookie",
-            Self::TupleTime => "tuple_time",
-            Self::KernelOnly => "kernel_only",
-            Self::LoadgenOnly => "loadgen_only",
-        }
-    }
-}
 
 /// What loadgen's connection lines said about one connection, kept for the rules when
 /// it matters (a failed TLS handshake, a GOAWAY, RST_STREAMs).

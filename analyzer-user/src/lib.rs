@@ -7,18 +7,16 @@
 pub mod attach;
 pub mod check;
 pub mod cli;
-mod error;
+pub mod ebpf;
+pub mod error;
 pub mod event;
 pub mod host;
 pub mod join;
 pub mod names;
 pub mod offline;
-pub mod probe;
 pub mod raw;
+pub mod recording;
 pub mod report;
 pub mod rules;
 pub mod session;
 pub mod table;
-pub mod tracefs;
-
-pub use error::Error;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use analyzer::{
     check,
     cli::{AttachArgs, Cli, Command},
-    probe::error_chain,
+    error::error_chain,
     session,
 };
 use anyhow::{Context, Result};

@@ -29,10 +29,10 @@ use events::ndjson::{NdjsonLines, ReadError};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    event::wire_fact::WireEvent,
     event::{KernelEvent, Observed},
     names::NameSources,
-    probe::{AttachReport, FilterConfig},
-    raw::track::WireEvent,
+    recording::{AttachReport, FilterConfig},
     report::{Analysis, AnalysisOptions, FinishInput, Report, Run},
     rules::HostEvidence,
 };

@@ -15,7 +15,6 @@ pub mod tls;
 // The capture side (the AF_PACKET capture and its socket filter live in
 // loadgen::packets, shared with the packet tools): the per-connection inspector, the TCP tracker that plays the
 // kernel's events, and the session source that runs them.
-pub mod facts;
 pub mod flow;
 pub mod source;
 pub mod track;

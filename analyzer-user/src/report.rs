@@ -13,11 +13,10 @@ use events::ndjson::FileInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    join::JoinKind,
     names::NameSources,
-    probe::{AttachReport, FilterConfig},
+    recording::{AttachReport, FilterConfig},
     rules::{Confidence, Evidence, HostEvidence},
-    table::{ConnRecord, TableCounts, TimelineEntry},
+    table::{ConnRecord, JoinKind, TableCounts, TimelineEntry},
 };
 
 mod analysis;
@@ -213,20 +212,11 @@ pub struct Unattributed {
     pub examples: Vec<Example>,
 }
 
+/// `to_text` and `to_markdown` are defined beside their renderers (`text`, `markdown`).
 impl Report {
     /// Pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
-    }
-
-    /// For terminals: ranked causes first, then the run's facts.
-    pub fn to_text(&self) -> String {
-        text::render(self)
-    }
-
-    /// For a ticket: a summary table, evidence for the top causes, run facts.
-    pub fn to_markdown(&self) -> String {
-        markdown::render(self)
     }
 }
 

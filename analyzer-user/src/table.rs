@@ -14,7 +14,7 @@
 //! Closed sockets are summarised: failed and abnormal ones are kept (at most
 //! [`TableConfig::max_closed`], failed ones preferred, evictions counted); clean ones are
 //! only counted unless [`TableConfig::keep_all`]. [`ConnTable::finish`] turns the table
-//! into the indexed, read-only [`Connections`](crate::join::Connections) the join uses.
+//! into the indexed, read-only [`Connections`] the join uses.
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     net::SocketAddr,
@@ -28,9 +28,11 @@ use analyzer_common::EventKind;
 
 use crate::{event::KernelEvent, names::TcpState};
 
+mod index;
 mod record;
+pub use index::Connections;
 pub use record::{
-    Closer, ConnRecord, End, KernelFacts, ListenerRecord, ResetSent, Role, TimelineEntry,
+    Closer, ConnRecord, End, JoinKind, KernelFacts, ListenerRecord, ResetSent, Role, TimelineEntry,
 };
 
 /// A connection's 4-tuple, `(local, remote)`.
@@ -168,7 +170,7 @@ impl ConnTable {
     /// Keeps a wire fact (raw backend) on its connection's live record: by the synthetic
     /// socket address, else by the client's 4-tuple. A fact for no live record is
     /// counted as untracked.
-    pub fn ingest_wire(&mut self, w: &crate::raw::track::WireEvent) {
+    pub fn ingest_wire(&mut self, w: &crate::event::wire_fact::WireEvent) {
         let key = if self.live.contains_key(&w.skaddr) {
             Some(w.skaddr)
         } else {
@@ -432,22 +434,6 @@ impl ConnTable {
         };
         queue.push_back(rec.id);
         self.kept.insert(rec.id, rec);
-    }
-
-    /// Ends recording: live sockets are summarised as live at the end (kept within the
-    /// same limits), and the records are indexed for the join.
-    pub fn finish(mut self) -> crate::join::Connections {
-        let live: Vec<u64> = self.live.keys().copied().collect();
-        let still_live = live.len() as u64;
-        for skaddr in live {
-            self.end_live(skaddr, End::LiveAtEnd);
-        }
-        let counts = TableCounts {
-            live: still_live,
-            kept: self.kept.len() as u64,
-            ..self.counts
-        };
-        crate::join::Connections::new(self.kept, self.listener_records, self.drop_reasons, counts)
     }
 }
 

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::Command, sync::mpsc, time::Duration};
 
 use analyzer::{
     attach::{AttachOptions, AttachOutcome, Backend},
-    probe::FilterConfig,
+    recording::FilterConfig,
     report::Report,
     session::{self, SessionOptions},
 };

@@ -12,10 +12,13 @@ use std::{
 };
 
 use analyzer::{
+    ebpf::{
+        probe::{EventReader, Probes},
+        tracefs,
+    },
     event::KernelEvent,
     names::TcpState,
-    probe::{EventReader, FilterConfig, Probes},
-    tracefs,
+    recording::FilterConfig,
 };
 use analyzer_common::EventKind;
 use socket2::{Domain, Socket, Type};
@@ -39,7 +42,7 @@ impl Capture {
             rep.missing.is_empty(),
             "every tracepoint exists on this kernel: {rep:?}"
         );
-        assert_eq!(rep.attached.len(), analyzer::probe::TRACEPOINTS.len());
+        assert_eq!(rep.attached.len(), analyzer::ebpf::probe::TRACEPOINTS.len());
         let reader = probes.take_reader().unwrap();
         Self {
             probes,

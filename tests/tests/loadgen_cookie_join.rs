@@ -3,7 +3,10 @@
 //! the analyzer's probe records it. Needs root (loads eBPF).
 use std::{collections::HashMap, time::Duration};
 
-use analyzer::{event::KernelEvent, probe::Probes, tracefs};
+use analyzer::{
+    ebpf::{probe::Probes, tracefs},
+    event::KernelEvent,
+};
 use clap::Parser;
 use loadgen::cli::{Cli, Command};
 use serde_json::Value;
@@ -48,12 +51,12 @@ fn loadgen_cookies_match_the_kernel_reset_events() {
         .unwrap();
     let mount = tracefs::ensure_mounted().expect("tracefs (run as root)");
     // Filtered on the two testbed ports: other traffic on the host cannot crowd the ring.
-    let filter = analyzer::probe::FilterConfig {
+    let filter = analyzer::recording::FilterConfig {
         ports: vec![
             tb.addr("refused").unwrap().port(),
             tb.addr("rst").unwrap().port(),
         ],
-        ..analyzer::probe::FilterConfig::default()
+        ..analyzer::recording::FilterConfig::default()
     };
     let mut probes =
         Probes::attach(mount.path(), &filter).expect("attach the probes (run as root)");

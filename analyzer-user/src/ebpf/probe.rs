@@ -6,11 +6,10 @@
 //! still attach.
 use std::{
     io,
+    net::IpAddr,
     os::fd::{AsRawFd, RawFd},
     path::Path,
 };
-
-use std::net::IpAddr;
 
 use analyzer_common::{
     AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EventKind, FIELD_ABSENT, FILTER_ADDRS,
@@ -21,14 +20,14 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::{Interest, unix::AsyncFd};
 
+use super::{decode::decode, kernel_names::KernelNames, tracefs::Format};
 use crate::{
-    Error,
-    event::{Clock, KernelEvent, decode},
-    names::KernelNames,
-    tracefs::Format,
+    error::{Error, error_chain},
+    event::{Clock, KernelEvent},
+    recording::{AttachReport, FilterConfig, Missing, ProbeStats},
 };
 
 /// The kernel object, built by `cargo xtask build-ebpf` (located by build.rs).
@@ -98,84 +97,6 @@ pub const TRACEPOINTS: &[Tracepoint] = &[
     },
 ];
 
-/// A tracepoint that could not be used, and why.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Missing {
-    pub tracepoint: String,
-    pub reason: String,
-}
-
-/// Which probes are attached and which are missing on this kernel.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct AttachReport {
-    pub attached: Vec<String>,
-    pub missing: Vec<Missing>,
-}
-
-/// Counters summed over CPUs from the programs' `STATS` map.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeStats {
-    pub emitted: u64,
-    /// Ring buffer full: events lost in the kernel.
-    pub reserve_failed: u64,
-    /// A tracepoint field could not be read.
-    pub read_failed: u64,
-    /// Discarded by the in-kernel filter.
-    pub filtered: u64,
-    /// The kernel's tracked-socket map was full (later events of those sockets may
-    /// have been filtered out).
-    pub track_full: u64,
-}
-
-/// What the kernel programs record: ports and addresses (either end of a connection).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FilterConfig {
-    /// Local or remote ports; empty means every port.
-    pub ports: Vec<u16>,
-    /// Local or remote addresses; empty means every address.
-    pub addrs: Vec<IpAddr>,
-    /// Also record packet drops that name no receiving socket (host-wide).
-    pub all_drops: bool,
-}
-
-impl FilterConfig {
-    /// The kernel form. Errors when more ports or addresses are given than it holds.
-    pub fn to_kernel(&self) -> Result<Filter, String> {
-        if self.ports.len() > FILTER_PORTS {
-            return Err(format!(
-                "at most {FILTER_PORTS} ports can be filtered in the kernel, got {}",
-                self.ports.len()
-            ));
-        }
-        if self.addrs.len() > FILTER_ADDRS {
-            return Err(format!(
-                "at most {FILTER_ADDRS} addresses can be filtered in the kernel, got {}",
-                self.addrs.len()
-            ));
-        }
-        let mut f = Filter::ALL;
-        for (i, p) in self.ports.iter().enumerate() {
-            f.ports[i] = *p;
-        }
-        f.nports = self.ports.len() as u32;
-        for (i, a) in self.addrs.iter().enumerate() {
-            match a {
-                IpAddr::V4(v4) => {
-                    f.addrs[i][..4].copy_from_slice(&v4.octets());
-                    f.addr_families[i] = AF_INET;
-                }
-                IpAddr::V6(v6) => {
-                    f.addrs[i] = v6.octets();
-                    f.addr_families[i] = AF_INET6;
-                }
-            }
-        }
-        f.naddrs = self.addrs.len() as u32;
-        f.all_drops = u32::from(self.all_drops);
-        Ok(f)
-    }
-}
-
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
     // Keeps programs, links and maps alive.
@@ -211,7 +132,7 @@ impl Probes {
                 }),
             }
         }
-        let kfilter = filter.to_kernel().map_err(|what| Error::Config { what })?;
+        let kfilter = kernel_filter(filter).map_err(|what| Error::Config { what })?;
         let mut ebpf = EbpfLoader::new()
             .override_global(LAYOUTS_GLOBAL, &layouts, true)
             .override_global(FILTER_GLOBAL, &kfilter, true)
@@ -416,16 +337,41 @@ pub fn layout_from_format(f: &Format, kind: EventKind) -> Result<TpLayout, Error
     Ok(l)
 }
 
-/// An error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+/// The kernel form of a filter. Errors when more ports or addresses are given than it
+/// holds.
+fn kernel_filter(filter: &FilterConfig) -> Result<Filter, String> {
+    if filter.ports.len() > FILTER_PORTS {
+        return Err(format!(
+            "at most {FILTER_PORTS} ports can be filtered in the kernel, got {}",
+            filter.ports.len()
+        ));
     }
-    s
+    if filter.addrs.len() > FILTER_ADDRS {
+        return Err(format!(
+            "at most {FILTER_ADDRS} addresses can be filtered in the kernel, got {}",
+            filter.addrs.len()
+        ));
+    }
+    let mut f = Filter::ALL;
+    for (i, p) in filter.ports.iter().enumerate() {
+        f.ports[i] = *p;
+    }
+    f.nports = filter.ports.len() as u32;
+    for (i, a) in filter.addrs.iter().enumerate() {
+        match a {
+            IpAddr::V4(v4) => {
+                f.addrs[i][..4].copy_from_slice(&v4.octets());
+                f.addr_families[i] = AF_INET;
+            }
+            IpAddr::V6(v6) => {
+                f.addrs[i] = v6.octets();
+                f.addr_families[i] = AF_INET6;
+            }
+        }
+    }
+    f.naddrs = filter.addrs.len() as u32;
+    f.all_drops = u32::from(filter.all_drops);
+    Ok(f)
 }
 
 /// Drains the programs' ring buffer and decodes what it finds.

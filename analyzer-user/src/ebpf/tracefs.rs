@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::Error;
+use crate::error::Error;
 
 /// Where tracefs is normally mounted.
 pub const DEFAULT_TRACEFS: &str = "/sys/kernel/tracing";

@@ -8,8 +8,8 @@ use super::{
     h2c::{self, H2cDirection, H2cFact, H2cObserver},
     reasm::{Chunk, ReasmConfig, StreamReassembler},
     tls::{TlsFact, TlsObserver, cert_matches_name},
-    track::WireFact,
 };
+use crate::event::wire_fact::WireFact;
 
 /// Inspection limits per connection.
 #[derive(Clone, Debug)]

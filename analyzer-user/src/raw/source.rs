@@ -18,8 +18,8 @@ use wire::packet::{Packet, parse_frame};
 
 use wire::capture::{CaptureCounts, CaptureError, IfaceCapture};
 
-use super::track::{Observed, TrackConfig, TrackStats, Tracker};
-use crate::event::Clock;
+use super::track::{TrackConfig, TrackStats, Tracker};
+use crate::event::{Clock, Observed};
 
 /// Connections quiet this long are forgotten (a SYN never answered, a capture that
 /// missed the close).

@@ -27,10 +27,14 @@ use analyzer_common::EventKind;
 use serde::{Deserialize, Serialize};
 use wire::packet::{Segment, TcpFlags, Unreachable};
 
-pub use super::facts::{WireEvent, WireFact};
 use super::flow::{Inspect, Inspector};
-pub use crate::event::Observed;
-use crate::{event::KernelEvent, names::TcpState};
+use crate::{
+    event::{
+        KernelEvent, Observed,
+        wire_fact::{WireEvent, WireFact},
+    },
+    names::TcpState,
+};
 
 /// ECONNREFUSED, ECONNRESET and EPIPE (asm-generic/errno.h), as `tcp_reset()` picks them.
 const ECONNREFUSED: i32 = 111;

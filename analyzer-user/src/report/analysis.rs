@@ -10,9 +10,9 @@ use super::{
 };
 use crate::{
     event::KernelEvent,
-    join::{Connections, JoinKind, LoadgenSummary, join_loadgen},
+    join::{LoadgenSummary, join_loadgen},
     rules::{Case, HostEvidence, RuleOptions, attribute},
-    table::{ConnRecord, ConnTable, TableConfig, TableCounts},
+    table::{ConnRecord, ConnTable, Connections, JoinKind, TableConfig, TableCounts},
 };
 
 /// How the analysis runs.
@@ -108,7 +108,7 @@ impl Analysis {
     }
 
     /// Takes one wire fact (raw backend): kept on its connection's record.
-    pub fn ingest_wire(&mut self, w: &crate::raw::track::WireEvent) {
+    pub fn ingest_wire(&mut self, w: &crate::event::wire_fact::WireEvent) {
         self.table.ingest_wire(w);
     }
 

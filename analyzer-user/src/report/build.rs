@@ -5,9 +5,8 @@ use events::model::{Class, RequestEvent};
 
 use super::{Cause, Example, LevelCounts, Unattributed};
 use crate::{
-    join::JoinKind,
     rules::{Confidence, Level, UNATTRIBUTED, Verdict},
-    table::ConnRecord,
+    table::{ConnRecord, JoinKind},
 };
 
 /// Timeline entries in an example: the first few and the last ones.

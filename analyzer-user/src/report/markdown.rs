@@ -9,7 +9,14 @@ const DETAILED: usize = 3;
 /// Evidence bullets per detailed cause.
 const BULLETS: usize = 4;
 
-pub(super) fn render(r: &Report) -> String {
+impl Report {
+    /// For a ticket: a summary table, evidence for the top causes, run facts.
+    pub fn to_markdown(&self) -> String {
+        render(self)
+    }
+}
+
+fn render(r: &Report) -> String {
     let mut out = String::from("### faultline: why requests failed\n\n");
     let t = &r.totals;
     let run = &r.run;

@@ -2,7 +2,7 @@
 use std::{fs, path::Path};
 
 use super::*;
-use crate::{join::tests::tmp_dir, probe::Missing, report::tests::scenario, rules::fixture::*};
+use crate::{join::tests::tmp_dir, recording::Missing, report::tests::scenario, rules::fixture::*};
 
 fn header() -> KernelLogHeader {
     KernelLogHeader::new(

@@ -8,7 +8,14 @@ use crate::rules::{Evidence, Source};
 /// Evidence lines shown per cause.
 const EVIDENCE_LINES: usize = 4;
 
-pub(super) fn render(r: &Report) -> String {
+impl Report {
+    /// For terminals: ranked causes first, then the run's facts.
+    pub fn to_text(&self) -> String {
+        render(self)
+    }
+}
+
+fn render(r: &Report) -> String {
     let mut out = String::new();
     let t = &r.totals;
     let _ = writeln!(out, "{}", headline(r));

@@ -8,9 +8,9 @@ use events::model::{Class, ConnFacts, Phase, RequestEvent};
 use super::{Case, HostEvidence, RuleOptions};
 use crate::{
     event::KernelEvent,
-    join::{Connections, LoadgenConn},
+    join::LoadgenConn,
     names::TcpState,
-    table::{ConnRecord, ConnTable, ListenerRecord, TableConfig},
+    table::{ConnRecord, ConnTable, Connections, ListenerRecord, TableConfig},
 };
 
 pub const CLIENT: &str = "127.0.0.1:40000";

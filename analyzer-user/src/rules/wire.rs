@@ -3,7 +3,7 @@
 //! plaintext TLS alert, an h2c GOAWAY or RST_STREAM by code, and an RST whose IP header
 //! does not fit the peer's other packets (possibly injected by a middlebox).
 use super::{Case, Confidence, Evidence, Level, Verdict, kernel_summary};
-use crate::{raw::track::WireFact, table::ConnRecord};
+use crate::{event::wire_fact::WireFact, table::ConnRecord};
 
 fn wire_facts<'a>(case: &Case<'a>) -> Option<(&'a ConnRecord, &'a [WireFact])> {
     if !case.kernel_decides() {

@@ -5,11 +5,13 @@ use std::{collections::BTreeMap, net::SocketAddr};
 // foldhash instead of SipHash (a third of the reader's CPU under churn, by perf).
 use foldhash::HashMap;
 
-use super::JoinKind;
-use crate::table::{ConnRecord, ListenerRecord, Role, TableCounts, Tuple};
+use super::{
+    ConnTable, TableCounts, Tuple,
+    record::{ConnRecord, End, JoinKind, ListenerRecord, Role},
+};
 
 /// Every kept connection record after recording stopped, with the indexes the join and
-/// the rules use. Made by [`crate::table::ConnTable::finish`].
+/// the rules use. Made by [`ConnTable::finish`].
 #[derive(Debug, Default)]
 pub struct Connections {
     records: BTreeMap<u64, ConnRecord>,
@@ -172,5 +174,23 @@ impl Connections {
                 r.cause = Some(cause.to_owned());
             }
         }
+    }
+}
+
+impl ConnTable {
+    /// Ends recording: live sockets are summarised as live at the end (kept within the
+    /// same limits), and the records are indexed for the join.
+    pub fn finish(mut self) -> Connections {
+        let live: Vec<u64> = self.live.keys().copied().collect();
+        let still_live = live.len() as u64;
+        for skaddr in live {
+            self.end_live(skaddr, End::LiveAtEnd);
+        }
+        let counts = TableCounts {
+            live: still_live,
+            kept: self.kept.len() as u64,
+            ..self.counts
+        };
+        Connections::new(self.kept, self.listener_records, self.drop_reasons, counts)
     }
 }

@@ -8,7 +8,37 @@ use analyzer_common::EventKind;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{TableConfig, Tuple};
-use crate::{event::KernelEvent, join::JoinKind, names::TcpState, raw::track::WireFact};
+use crate::{
+    event::{KernelEvent, wire_fact::WireFact},
+    names::TcpState,
+};
+
+/// How a failure or a kernel record was joined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinKind {
+    /// By socket cookie (exact).
+    Cookie,
+    /// By 4-tuple and overlapping time (no cookie match).
+    TupleTime,
+    /// A kernel record with no loadgen counterpart (a foreign client, or no loadgen).
+    #[default]
+    KernelOnly,
+    /// A loadgen failure with no kernel record (nothing abnormal seen, or not recorded).
+    LoadgenOnly,
+}
+
+impl JoinKind {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie",
+            Self::TupleTime => "tuple_time",
+            Self::KernelOnly => "kernel_only",
+            Self::LoadgenOnly => "loadgen_only",
+        }
+    }
+}
 
 /// Which end of the connection this host's socket is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,7 +260,7 @@ pub const MAX_WIRE_FACTS: usize = 16;
 
 impl ConnRecord {
     /// Keeps a wire fact (the first [`MAX_WIRE_FACTS`]).
-    pub fn add_wire(&mut self, w: &crate::raw::track::WireEvent) {
+    pub fn add_wire(&mut self, w: &crate::event::wire_fact::WireEvent) {
         if self.wire.len() < MAX_WIRE_FACTS {
             self.wire.push(w.fact.clone());
         }

@@ -1,0 +1,205 @@
+//! Decoding the kernel programs' ring-buffer records into [`KernelEvent`]s.
+//!
+//! The ring buffer hands out raw bytes; this module checks the length and the kind before
+//! reading a record, so a short or unknown record is an error value, never a panic.
+//! Numbers the kernel may renumber (TCP states, reset and drop reasons) are named here
+//! through [`KernelNames`], read from this kernel at load time.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use analyzer_common::{AF_INET, AF_INET6, Event, EventKind};
+
+use super::kernel_names::KernelNames;
+use crate::event::{Clock, KernelEvent};
+
+/// Why a record could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {len_bytes} bytes is shorter than its {need_bytes}-byte type")]
+    Short { len_bytes: usize, need_bytes: usize },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("unknown address family {0}")]
+    UnknownFamily(u16),
+}
+
+fn read_record<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let need_bytes = size_of::<T>();
+    if bytes.len() < need_bytes {
+        return Err(DecodeError::Short {
+            len_bytes: bytes.len(),
+            need_bytes,
+        });
+    }
+    // SAFETY: the length was checked above, and T is one of analyzer-common's Pod wire
+    // types (integers only, every bit pattern valid); read_unaligned copes with any
+    // alignment of the ring-buffer slice.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8], clock: Clock, names: &KernelNames) -> Result<KernelEvent, DecodeError> {
+    let ev: Event = read_record(bytes)?;
+    let kind = EventKind::try_from(ev.kind).map_err(DecodeError::UnknownKind)?;
+    let (local, remote) = if ev.tuple.family == 0 {
+        (None, None)
+    } else {
+        let (l, r) = tuple_addrs(&ev.tuple)?;
+        (Some(l), Some(r))
+    };
+    let has_state = matches!(
+        kind,
+        EventKind::SendReset | EventKind::Retransmit | EventKind::StateChange
+    );
+    let reason = match kind {
+        EventKind::SendReset => Some(names.rst_reason(ev.reason)),
+        EventKind::Drop => Some(names.drop_reason(ev.reason)),
+        _ => None,
+    };
+    Ok(KernelEvent {
+        event: kind,
+        ts_ns: ev.ts_ns,
+        ts_unix_ns: clock.to_unix_ns(ev.ts_ns),
+        sock_cookie: ev.sock_cookie,
+        skaddr: ev.skaddr,
+        cpu: ev.cpu,
+        pid: ev.pid,
+        local,
+        remote,
+        state: has_state.then(|| names.tcp_state(ev.state)),
+        new_state: (kind == EventKind::StateChange).then(|| names.tcp_state(ev.new_state)),
+        reason,
+        errno: match kind {
+            EventKind::ErrorReport => Some(ev.error),
+            EventKind::Retransmit if ev.error != 0 => Some(-ev.error),
+            _ => None,
+        },
+        location: (kind == EventKind::Drop).then_some(ev.location),
+    })
+}
+
+/// The (local, remote) socket addresses of a kernel tuple.
+pub fn tuple_addrs(t: &analyzer_common::Tuple) -> Result<(SocketAddr, SocketAddr), DecodeError> {
+    let ip = |a: &[u8; 16]| -> Result<IpAddr, DecodeError> {
+        match t.family {
+            AF_INET => Ok(Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()),
+            AF_INET6 => Ok(Ipv6Addr::from(*a).into()),
+            f => Err(DecodeError::UnknownFamily(f)),
+        }
+    };
+    Ok((
+        SocketAddr::new(ip(&t.saddr)?, t.sport),
+        SocketAddr::new(ip(&t.daddr)?, t.dport),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use analyzer_common::Tuple;
+
+    use super::*;
+    use crate::names::TcpState;
+
+    fn as_bytes<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: T is a Pod wire type without implicit padding.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn event(kind: EventKind, family: u16) -> Event {
+        let mut t = Tuple {
+            sport: 40000,
+            dport: 443,
+            family,
+            ..Tuple::default()
+        };
+        t.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[127, 0, 0, 2]);
+        Event {
+            ts_ns: 5,
+            sock_cookie: 77,
+            skaddr: 0xffff,
+            kind: kind as u32,
+            cpu: 1,
+            tuple: t,
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn decodes_a_v4_reset() {
+        let clock = Clock::with_offset(1_000);
+        let e = decode(
+            &as_bytes(&event(EventKind::ReceiveReset, AF_INET)),
+            clock,
+            &KernelNames::builtin(),
+        )
+        .unwrap();
+        assert_eq!(e.event, EventKind::ReceiveReset);
+        assert_eq!(e.sock_cookie, 77);
+        assert_eq!(e.ts_unix_ns, 1_005);
+        assert_eq!(e.local, Some("127.0.0.1:40000".parse().unwrap()));
+        assert_eq!(e.remote, Some("127.0.0.2:443".parse().unwrap()));
+        assert_eq!(e.state, None);
+    }
+
+    #[test]
+    fn names_states_and_reasons() {
+        let names = KernelNames::builtin();
+        let mut r = event(EventKind::StateChange, AF_INET);
+        r.state = 2;
+        r.new_state = 7;
+        let e = decode(&as_bytes(&r), Clock::now(), &names).unwrap();
+        assert_eq!(e.state, Some(TcpState::SynSent));
+        assert_eq!(e.new_state, Some(TcpState::Close));
+        let mut d = event(EventKind::Drop, 0);
+        d.reason = 9999;
+        let e = decode(&as_bytes(&d), Clock::now(), &names).unwrap();
+        assert_eq!(e.local, None);
+        assert_eq!(e.reason.as_deref(), Some("reason 9999"));
+    }
+
+    #[test]
+    fn short_unknown_and_bad_family_records_are_errors() {
+        let clock = Clock::now();
+        let names = KernelNames::builtin();
+        let bytes = as_bytes(&event(EventKind::ReceiveReset, AF_INET));
+        assert_eq!(
+            decode(&bytes[..40], clock, &names),
+            Err(DecodeError::Short {
+                len_bytes: 40,
+                need_bytes: 112
+            })
+        );
+        let mut r = event(EventKind::ReceiveReset, AF_INET);
+        r.kind = 99;
+        assert_eq!(
+            decode(&as_bytes(&r), clock, &names),
+            Err(DecodeError::UnknownKind(99))
+        );
+        assert_eq!(
+            decode(&as_bytes(&event(EventKind::ReceiveReset, 7)), clock, &names),
+            Err(DecodeError::UnknownFamily(7))
+        );
+    }
+
+    #[test]
+    fn v6_addresses_use_all_sixteen_bytes() {
+        let mut r = event(EventKind::ReceiveReset, AF_INET6);
+        r.tuple.saddr = Ipv6Addr::LOCALHOST.octets();
+        let e = decode(&as_bytes(&r), Clock::now(), &KernelNames::builtin()).unwrap();
+        assert_eq!(e.local.unwrap().ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn json_lines_round_trip() {
+        let e = decode(
+            &as_bytes(&event(EventKind::SendReset, AF_INET)),
+            Clock::now(),
+            &KernelNames::builtin(),
+        )
+        .unwrap();
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.contains("\"event\":\"send_reset\""), "{line}");
+        let back: KernelEvent = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, e);
+    }
+}

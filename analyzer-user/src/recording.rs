@@ -1,0 +1,47 @@
+//! What a recording session says about itself whichever backend ran it: the filter it
+//! was asked for ([`FilterConfig`]), what it attached ([`AttachReport`]), and its loss
+//! counters ([`ProbeStats`]). The report's run section and the kernel log header carry
+//! them.
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A tracepoint that could not be used, and why.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Missing {
+    pub tracepoint: String,
+    pub reason: String,
+}
+
+/// Which probes are attached and which are missing on this kernel.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AttachReport {
+    pub attached: Vec<String>,
+    pub missing: Vec<Missing>,
+}
+
+/// Counters summed over CPUs from the programs' `STATS` map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStats {
+    pub emitted: u64,
+    /// Ring buffer full: events lost in the kernel.
+    pub reserve_failed: u64,
+    /// A tracepoint field could not be read.
+    pub read_failed: u64,
+    /// Discarded by the in-kernel filter.
+    pub filtered: u64,
+    /// The kernel's tracked-socket map was full (later events of those sockets may
+    /// have been filtered out).
+    pub track_full: u64,
+}
+
+/// What the kernel programs record: ports and addresses (either end of a connection).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterConfig {
+    /// Local or remote ports; empty means every port.
+    pub ports: Vec<u16>,
+    /// Local or remote addresses; empty means every address.
+    pub addrs: Vec<IpAddr>,
+    /// Also record packet drops that name no receiving socket (host-wide).
+    pub all_drops: bool,
+}
