@@ -1,10 +1,17 @@
 //! The subcommands as functions: what `main` calls, and what tests can call in-process.
+//! This is the command front end: with `main`, the only code that prints (reports on
+//! stdout, notices on stderr).
 use std::{path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cli::{AttackArgs, ReportArgs, ReportFormat, ThresholdArgs, config_json, to_config},
+    cli::{
+        AttackArgs, ConfigError, InjectArgs, PacketsArgs, PacketsCommand, ReportArgs, ReportFormat,
+        SynArgs, ThresholdArgs, config_json, to_config,
+    },
+    packets::{inject, net, report as packets_report, syn},
     report,
     run::{Finished, run},
     stats::RunMeta,
@@ -20,7 +27,6 @@ pub const EXIT_USAGE: u8 = 2;
 /// The exit code for an error: usage mistakes (bad flags, rates, thresholds) exit 2,
 /// everything else (unreadable or malformed files, unreachable hosts) 1.
 pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
-    use crate::cli::ConfigError;
     match e.downcast_ref::<ConfigError>() {
         Some(ConfigError::Usage(_) | ConfigError::Rate(_)) => ExitCode::from(EXIT_USAGE),
         _ => ExitCode::FAILURE,
@@ -71,9 +77,83 @@ pub fn report(r: &ReportArgs) -> Result<ExitCode> {
     )
 }
 
-/// `loadgen packets` (see [`crate::packets::cmd`]).
-pub fn packets(p: &crate::packets::args::PacketsArgs) -> Result<ExitCode> {
-    crate::packets::cmd::packets(p)
+/// `loadgen packets ...`.
+pub fn packets(p: &PacketsArgs) -> Result<ExitCode> {
+    match &p.command {
+        PacketsCommand::Syn(a) => packets_syn(a),
+        PacketsCommand::Inject(a) => packets_inject(a),
+    }
+}
+
+/// `loadgen packets syn`. Ctrl-C or SIGTERM stops the schedule; the run then waits for
+/// the answers still due, removes the nft table and reports as usual (exit 0).
+fn packets_syn(a: &SynArgs) -> Result<ExitCode> {
+    let cfg = a.to_config()?;
+    let stop = CancellationToken::new();
+    let signals = SignalWatch::start(&stop)?;
+    let r = syn::run(cfg, &stop, |fw| {
+        eprintln!(
+            "loadgen: nft: installed table inet {} (removed at exit): {}",
+            fw.table(),
+            fw.rules.join("; ")
+        );
+    });
+    signals.stop();
+    let r = r?;
+    if r.interrupted {
+        eprintln!("loadgen: interrupted: stopped sending, reporting what was sent");
+    }
+    let json = packets_report::json(&r);
+    if let Some(path) = &a.out {
+        events::fs::write_atomic(path, json.as_bytes())?;
+    }
+    match a.format {
+        ReportFormat::Text => print!("{}", packets_report::text(&r)),
+        ReportFormat::Json => println!("{json}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `loadgen packets inject`.
+fn packets_inject(a: &InjectArgs) -> Result<ExitCode> {
+    let cfg = a.to_config(&net::local_addrs())?;
+    let sent = inject::run(&cfg)?;
+    match a.format {
+        ReportFormat::Text => print!("{}", inject::text(&sent)),
+        ReportFormat::Json => println!("{}", packets_report::json(&sent)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT and SIGTERM cancel a token, from a thread, for code that is not async (the
+/// packet tools run on plain threads).
+struct SignalWatch {
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SignalWatch {
+    fn start(token: &CancellationToken) -> Result<Self> {
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .context("install the signal handler")?;
+        let handle = signals.handle();
+        let token = token.clone();
+        let thread = std::thread::spawn(move || {
+            for _ in signals.forever() {
+                token.cancel();
+            }
+        });
+        Ok(Self { handle, thread })
+    }
+
+    /// Uninstalls the handlers and ends the thread.
+    fn stop(self) {
+        self.handle.close();
+        let _ = self.thread.join();
+    }
 }
 
 fn thresholds_of(t: &ThresholdArgs) -> Result<Vec<thresholds::Threshold>> {

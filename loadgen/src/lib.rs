@@ -16,6 +16,7 @@ mod classify;
 pub mod cli;
 mod engine;
 mod packets;
+mod progress;
 mod rate;
 mod record;
 mod report;

@@ -3,18 +3,14 @@
 //! it recorded), and shows live progress on stderr.
 use std::{
     fs::File,
-    io::{self, BufWriter, IsTerminal, Write},
+    io::{self, BufWriter, Write},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use tokio::sync::mpsc;
 
-use crate::{record::Msg, stats::Stats};
-
-/// How often the progress line is refreshed on a terminal, and printed otherwise.
-const TTY_EVERY: Duration = Duration::from_millis(500);
-const PLAIN_EVERY: Duration = Duration::from_secs(5);
+use crate::{progress::Progress, record::Msg, stats::Stats};
 
 /// What the consumer hands back at the end.
 #[derive(Debug)]
@@ -53,8 +49,8 @@ pub async fn consume(
     let mut stats = Stats::new();
     let mut lines = 0u64;
     let started = Instant::now();
-    let tty = progress && io::stderr().is_terminal();
-    let every = if tty { TTY_EVERY } else { PLAIN_EVERY };
+    let line = Progress::new(progress);
+    let every = line.every();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut buf = Vec::with_capacity(1024);
     loop {
@@ -82,19 +78,10 @@ pub async fn consume(
                     lines += 1;
                 }
             }
-            _ = tick.tick(), if progress => {
-                let line = progress_line(&stats, started.elapsed(), target_rate);
-                if tty {
-                    eprint!("\r\x1b[K{line}");
-                } else {
-                    eprintln!("{line}");
-                }
-            }
+            _ = tick.tick(), if progress => line.show(&stats, started.elapsed(), target_rate),
         }
     }
-    if tty {
-        eprint!("\r\x1b[K");
-    }
+    line.finish();
     if let Some((path, mut w)) = events {
         w.flush().map_err(|source| SinkError { path, source })?;
     }
@@ -102,28 +89,4 @@ pub async fn consume(
         stats,
         event_lines: lines,
     })
-}
-
-/// `12.0s  rate 1250.0/1250 req/s  ok 99.6%  p50 1.2ms p99 8.4ms  tcp_reset:12 peer_eof:3`
-fn progress_line(stats: &Stats, elapsed: Duration, target_rate: Option<f64>) -> String {
-    let live = stats.snapshot();
-    let target = target_rate.map_or_else(String::new, |r| format!("/{r:.0}"));
-    let ok = if live.requests == 0 {
-        0.0
-    } else {
-        100.0 * live.successes as f64 / live.requests as f64
-    };
-    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}ms"));
-    let mut s = format!(
-        "{:>6.1}s  {} req  rate {:.1}{target} req/s  ok {ok:.1}%  p50 {} p99 {}",
-        elapsed.as_secs_f64(),
-        live.requests,
-        live.rate_per_sec,
-        ms(live.p50_ms),
-        ms(live.p99_ms),
-    );
-    for (class, n) in &live.top_classes {
-        s.push_str(&format!("  {class}:{n}"));
-    }
-    s
 }

@@ -3,15 +3,16 @@
 //! Memory stays flat however long the run (the reference case is 33 minutes at 1,250
 //! requests/s): the whole-run histograms have a fixed size, error texts are bounded per
 //! class, and the per-second series keeps a small histogram only for an open window of the
-//! [`WINDOW_S`] most recent intended seconds. Older seconds are finalized into plain numbers
-//! (a few dozen bytes each).
+//! [`WINDOW_S`](series::WINDOW_S) most recent intended seconds. Older seconds are
+//! finalized into plain numbers (a few dozen bytes each).
 //!
 //! Approximation: an event whose second was already finalized (it completed more than
-//! [`WINDOW_S`] seconds after a newer second was seen) still counts in the totals and in that
-//! second's request/success/failure counts, but not in that second's p50/p99. The window is
-//! longer than any sane request timeout, so in a live run this only happens to a request
-//! stuck for over a minute. When two finalized seconds are merged (runs split across hosts),
-//! the merged p50 is the request-weighted mean of the two and the p99 the larger one.
+//! [`WINDOW_S`](series::WINDOW_S) seconds after a newer second was seen) still counts in
+//! the totals and in that second's request/success/failure counts, but not in that
+//! second's p50/p99. The window is longer than any sane request timeout, so in a live run
+//! this only happens to a request stuck for over a minute. When two finalized seconds are
+//! merged (runs split across hosts), the merged p50 is the request-weighted mean of the
+//! two and the p99 the larger one.
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashMap},
@@ -19,15 +20,13 @@ use std::{
 };
 
 use events::time::rfc3339_ns;
-use hdrhistogram::{Counter, Histogram};
+use hdrhistogram::Histogram;
 
 use crate::summary::{
     Bytes, ClassSummary, Connections, ErrorCount, Lag, Latency, Overload, Rate, Requests, Summary,
 };
 use events::model::{Class, CloseHow, ConnEvent, ConnStep, Phase, RequestEvent, SCHEMA_VERSION};
 
-/// Intended seconds kept open (with a histogram) behind the newest one seen.
-pub const WINDOW_S: u64 = 64;
 /// Distinct error texts kept per class.
 pub const MAX_ERROR_TEXTS: usize = 20;
 /// The error text under which texts past [`MAX_ERROR_TEXTS`] are counted.
@@ -37,27 +36,20 @@ pub const OTHER_MESSAGES: &str = "(other messages)";
 pub const LATE_LAG_NS: u64 = 1_000_000;
 /// Error texts are cut to this length: GOAWAY debug data can be long, and memory is bounded.
 const MAX_ERROR_TEXT_BYTES: usize = 240;
-/// Histograms cover 1 us .. 1 hour; longer values saturate at the top.
-const HIST_HIGH_US: u64 = 3_600_000_000;
 /// Seconds the progress line's percentiles cover.
 const RECENT_S: u64 = 5;
 const NS_PER_S: u64 = 1_000_000_000;
 
+mod hist;
 mod series;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use hist::{histogram, us_to_ms};
 use series::Series;
 pub use series::SeriesSize;
-
-fn histogram<T: Counter>(sigfig: u8) -> Histogram<T> {
-    Histogram::new_with_bounds(1, HIST_HIGH_US, sigfig)
-        .expect("constant histogram bounds are valid")
-}
-
-fn us_to_ms(us: u64) -> f64 {
-    us as f64 / 1_000.0
-}
+#[cfg(test)]
+pub use series::WINDOW_S;
 
 fn ns_to_ms(ns: u64) -> f64 {
     ns as f64 / 1_000_000.0

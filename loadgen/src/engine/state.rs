@@ -87,9 +87,12 @@ impl Origin {
         self.jobs.recv().await
     }
 
-    /// Queues a job; gives it back when the queue is closed (the run is ending).
-    pub fn try_send(&self, job: Job) -> Result<(), Job> {
-        self.jobs_tx.try_send(job).map_err(|e| e.into_inner())
+    /// Queues a job; gives it back when the queue is closed (the run is ending: rare,
+    /// so the box costs nothing on the hot path).
+    pub fn try_send(&self, job: Job) -> Result<(), Box<Job>> {
+        self.jobs_tx
+            .try_send(job)
+            .map_err(|e| Box::new(e.into_inner()))
     }
 
     /// Jobs waiting in the queue.

@@ -19,6 +19,10 @@ pub enum Answer {
     /// firewall).
     IcmpUnreachable,
     /// Nothing within `--timeout`.
+    #[expect(
+        clippy::enum_variant_names,
+        reason = "`no_answer` is the report's word for it (JSON and text)"
+    )]
     NoAnswer,
 }
 

@@ -197,10 +197,6 @@ impl Drop for Firewall {
     fn drop(&mut self) {
         if let Err(e) = self.remove() {
             tracing::warn!(table = self.table, cause = %e, "could not remove the nft table: `nft delete table inet {}`", self.table);
-            eprintln!(
-                "loadgen: warning: could not remove nft table inet {}: {e}",
-                self.table
-            );
         }
     }
 }

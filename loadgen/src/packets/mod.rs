@@ -2,9 +2,7 @@
 //! and says per target whether the port is open, closed, behind a full listen queue or
 //! filtered; `inject` sends one crafted RST or FIN into a live connection (chaos
 //! testing). The `wire` crate parses and builds the packets, for these tools and the analyzer.
-pub mod args;
 pub mod classify;
-pub mod cmd;
 pub mod evidence;
 pub mod firewall;
 pub mod inject;

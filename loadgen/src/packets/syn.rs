@@ -9,14 +9,12 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     ops::RangeInclusive,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc::RecvTimeoutError,
-    },
+    sync::mpsc::RecvTimeoutError,
     time::{Duration, Instant},
 };
 
 use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     PacketsError,
@@ -150,11 +148,15 @@ impl Prober {
         Ok(sent_at)
     }
 
-    /// Reads captured frames until `until` (or the stop flag, if `stop` is given).
-    fn pump(&mut self, until: Instant, stop: Option<&AtomicBool>) -> Result<(), PacketsError> {
+    /// Reads captured frames until `until` (or the stop token, if `stop` is given).
+    fn pump(
+        &mut self,
+        until: Instant,
+        stop: Option<&CancellationToken>,
+    ) -> Result<(), PacketsError> {
         loop {
             let now = Instant::now();
-            if now >= until || stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            if now >= until || stop.is_some_and(CancellationToken::is_cancelled) {
                 return Ok(());
             }
             // The last stretch before a send is spun, not slept: a sleeping thread wakes
@@ -305,24 +307,11 @@ impl Prober {
 /// it); `stop` ends the schedule early (Ctrl-C, SIGTERM).
 pub fn run(
     cfg: SynConfig,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
     installed: impl FnOnce(&Firewall),
 ) -> Result<SynReport, PacketsError> {
     let started_unix_ns = events::time::now_unix_ns();
-    let mut targets = Vec::new();
-    for &addr in &cfg.targets {
-        let route = route_to(addr.ip())?;
-        tracing::debug!(%addr, source = %route.source, iface = route.iface.name, local = route.target_is_local, "route");
-        targets.push(TargetState {
-            addr,
-            route,
-            tally: Tally::default(),
-            late_answers: 0,
-            rtt_syn_ack: histogram(),
-            rtt_rst: histogram(),
-            host_check: None,
-        });
-    }
+    let targets = route_targets(&cfg)?;
     let ips: Vec<IpAddr> = cfg.targets.iter().map(|t| t.ip()).collect();
     let mut firewall = Firewall::install(&ips, &cfg.source_ports)?;
     installed(&firewall);
@@ -333,30 +322,7 @@ pub fn run(
         }
     };
     let (v4, v6) = (sender(true)?, sender(false)?);
-    let mut captures = Vec::new();
-    let mut seen_ifaces: Vec<String> = Vec::new();
-    for t in &targets {
-        if seen_ifaces.contains(&t.route.iface.name) {
-            continue;
-        }
-        seen_ifaces.push(t.route.iface.name.clone());
-        let (ports, ips) = (cfg.source_ports.clone(), ips.clone());
-        // The kernel filter keeps the targets' ports and the alive port (answers come
-        // from them).
-        let mut target_ports: Vec<u16> = targets.iter().map(|t| t.addr.port()).collect();
-        target_ports.extend(cfg.alive_port);
-        target_ports.sort_unstable();
-        target_ports.dedup();
-        captures.push(Capture::start(
-            &t.route.iface,
-            t.route.link,
-            &target_ports,
-            move |p| match p {
-                Packet::Tcp(s) => ports.contains(&s.dst.port()) && ips.contains(&s.src.ip()),
-                Packet::Unreachable(u) => ports.contains(&u.src.port()),
-            },
-        )?);
-    }
+    let captures = start_captures(&cfg, &targets, &ips)?;
     let counters_before = evidence::read_counters();
 
     let mut prober = Prober {
@@ -371,31 +337,8 @@ pub fn run(
         // whose half-open connection a lost RST left on the server.
         next_port: fastrand::u32(..),
     };
-    let schedule = Schedule::constant(cfg.rate, Some(cfg.duration));
-    let mut lag = histogram();
-    let mut late_over_1ms = 0u64;
-    let start = Instant::now();
-    let mut interrupted = false;
-    for (n, offset) in schedule.enumerate() {
-        if cfg.count.is_some_and(|c| n as u64 >= c) {
-            break;
-        }
-        let due = start + offset;
-        prober.pump(due, Some(stop))?;
-        if stop.load(Ordering::Relaxed) {
-            interrupted = true;
-            break;
-        }
-        let t = n % prober.targets.len();
-        let (addr, source) = (prober.targets[t].addr, prober.targets[t].route.source);
-        let sent_at = prober.send_syn(addr, source, Some(t))?;
-        prober.targets[t].tally.sent += 1;
-        let late = sent_at.saturating_duration_since(due);
-        lag.saturating_record(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1));
-        if late > Duration::from_millis(1) {
-            late_over_1ms += 1;
-        }
-    }
+    let sent = send_schedule(&mut prober, stop)?;
+    let start = sent.start;
     let schedule_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     prober.drain()?;
     host_checks(&mut prober)?;
@@ -414,8 +357,136 @@ pub fn run(
     let counters_delta = counters_before
         .zip(counters_after)
         .map(|(b, a)| a.since(&b));
-    let reports = prober
-        .targets
+    Ok(SynReport {
+        command: "packets syn",
+        started_unix_ns,
+        wall_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        schedule_ns,
+        rate_per_sec: cfg.rate.per_sec(),
+        timeout_ns: u64::try_from(cfg.timeout.as_nanos()).unwrap_or(u64::MAX),
+        source_ports: format!("{}-{}", cfg.source_ports.start(), cfg.source_ports.end()),
+        interrupted: sent.interrupted,
+        probes_sent: prober.targets.iter().map(|t| t.tally.sent).sum(),
+        schedule_lag: LagReport {
+            p50_ns: sent.lag.value_at_quantile(0.5),
+            p99_ns: sent.lag.value_at_quantile(0.99),
+            max_ns: sent.lag.max(),
+            late_over_1ms: sent.late_over_1ms,
+        },
+        firewall: FirewallReport {
+            table: firewall.table().to_owned(),
+            rules: firewall.rules.clone(),
+            kernel_rsts_dropped,
+            removed: true,
+        },
+        targets: target_reports(&prober.targets, counters_delta),
+    })
+}
+
+/// Each target with its route (source address, interface) and empty tallies.
+fn route_targets(cfg: &SynConfig) -> Result<Vec<TargetState>, PacketsError> {
+    let mut targets = Vec::new();
+    for &addr in &cfg.targets {
+        let route = route_to(addr.ip())?;
+        tracing::debug!(%addr, source = %route.source, iface = route.iface.name, local = route.target_is_local, "route");
+        targets.push(TargetState {
+            addr,
+            route,
+            tally: Tally::default(),
+            late_answers: 0,
+            rtt_syn_ack: histogram(),
+            rtt_rst: histogram(),
+            host_check: None,
+        });
+    }
+    Ok(targets)
+}
+
+/// One capture per interface the targets route through, keeping only answers to our
+/// source ports from the targets.
+fn start_captures(
+    cfg: &SynConfig,
+    targets: &[TargetState],
+    ips: &[IpAddr],
+) -> Result<Vec<Capture>, PacketsError> {
+    let mut captures = Vec::new();
+    let mut seen_ifaces: Vec<String> = Vec::new();
+    for t in targets {
+        if seen_ifaces.contains(&t.route.iface.name) {
+            continue;
+        }
+        seen_ifaces.push(t.route.iface.name.clone());
+        let (ports, ips) = (cfg.source_ports.clone(), ips.to_vec());
+        // The kernel filter keeps the targets' ports and the alive port (answers come
+        // from them).
+        let mut target_ports: Vec<u16> = targets.iter().map(|t| t.addr.port()).collect();
+        target_ports.extend(cfg.alive_port);
+        target_ports.sort_unstable();
+        target_ports.dedup();
+        captures.push(Capture::start(
+            &t.route.iface,
+            t.route.link,
+            &target_ports,
+            move |p| match p {
+                Packet::Tcp(s) => ports.contains(&s.dst.port()) && ips.contains(&s.src.ip()),
+                Packet::Unreachable(u) => ports.contains(&u.src.port()),
+            },
+        )?);
+    }
+    Ok(captures)
+}
+
+/// How the schedule went: when it started, its lag, and whether a signal cut it short.
+struct Sent {
+    start: Instant,
+    lag: Histogram<u64>,
+    late_over_1ms: u64,
+    interrupted: bool,
+}
+
+/// Sends the SYNs at their due times, round robin over the targets, reading answers
+/// in between, until the schedule or `--count` ends or `stop` is cancelled.
+fn send_schedule(prober: &mut Prober, stop: &CancellationToken) -> Result<Sent, PacketsError> {
+    let cfg = prober.cfg.clone();
+    let schedule = Schedule::constant(cfg.rate, Some(cfg.duration));
+    // Fields in this order: the clock starts once everything else is ready.
+    let mut sent = Sent {
+        lag: histogram(),
+        late_over_1ms: 0,
+        interrupted: false,
+        start: Instant::now(),
+    };
+    let start = sent.start;
+    for (n, offset) in schedule.enumerate() {
+        if cfg.count.is_some_and(|c| n as u64 >= c) {
+            break;
+        }
+        let due = start + offset;
+        prober.pump(due, Some(stop))?;
+        if stop.is_cancelled() {
+            sent.interrupted = true;
+            break;
+        }
+        let t = n % prober.targets.len();
+        let (addr, source) = (prober.targets[t].addr, prober.targets[t].route.source);
+        let sent_at = prober.send_syn(addr, source, Some(t))?;
+        prober.targets[t].tally.sent += 1;
+        let late = sent_at.saturating_duration_since(due);
+        sent.lag
+            .saturating_record(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1));
+        if late > Duration::from_millis(1) {
+            sent.late_over_1ms += 1;
+        }
+    }
+    Ok(sent)
+}
+
+/// One report per target, with its verdict from the answers and the local evidence.
+fn target_reports(
+    targets: &[TargetState],
+    counters_delta: Option<evidence::ListenCounters>,
+) -> Vec<TargetReport> {
+    targets
         .iter()
         .map(|t| {
             let local = LocalEvidence {
@@ -446,31 +517,7 @@ pub fn run(
                 host_check: t.host_check,
             }
         })
-        .collect();
-    Ok(SynReport {
-        command: "packets syn",
-        started_unix_ns,
-        wall_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        schedule_ns,
-        rate_per_sec: cfg.rate.per_sec(),
-        timeout_ns: u64::try_from(cfg.timeout.as_nanos()).unwrap_or(u64::MAX),
-        source_ports: format!("{}-{}", cfg.source_ports.start(), cfg.source_ports.end()),
-        interrupted,
-        probes_sent: prober.targets.iter().map(|t| t.tally.sent).sum(),
-        schedule_lag: LagReport {
-            p50_ns: lag.value_at_quantile(0.5),
-            p99_ns: lag.value_at_quantile(0.99),
-            max_ns: lag.max(),
-            late_over_1ms,
-        },
-        firewall: FirewallReport {
-            table: firewall.table().to_owned(),
-            rules: firewall.rules.clone(),
-            kernel_rsts_dropped,
-            removed: true,
-        },
-        targets: reports,
-    })
+        .collect()
 }
 
 /// For each target that answered nothing, a few SYNs to the alive port: any answer

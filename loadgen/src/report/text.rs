@@ -160,23 +160,33 @@ pub fn text(s: &Summary) -> String {
         "total, mean",
         &[b.out_total.to_string(), format!("{:.2}", b.out_mean)],
     );
-    metric(&mut out, "Success", "ratio", &[percent(r.success_ratio)]);
-    metric(&mut out, "Retries", "count", &[r.retries.to_string()]);
+    outcomes(&mut out, s);
+    out.push('\n');
+    failures(&mut out, s);
+    out
+}
+
+/// The metric lines after the volumes: success, retries, status codes, overload, lag
+/// and connections.
+fn outcomes(out: &mut String, s: &Summary) {
+    let r = &s.requests;
+    metric(out, "Success", "ratio", &[percent(r.success_ratio)]);
+    metric(out, "Retries", "count", &[r.retries.to_string()]);
     let codes: Vec<String> = s
         .status_codes
         .iter()
         .map(|(c, n)| format!("{c}:{n}"))
         .collect();
-    metric(&mut out, "Status Codes", "code:count", &codes);
+    metric(out, "Status Codes", "code:count", &codes);
     let o = &s.overload;
     metric(
-        &mut out,
+        out,
         "Overload",
         &format!("late >{}, skipped", format_ms(o.late_threshold_ms)),
         &[o.late.to_string(), o.skipped.to_string()],
     );
     metric(
-        &mut out,
+        out,
         "Lag",
         "50, 99, max",
         &[
@@ -187,7 +197,7 @@ pub fn text(s: &Summary) -> String {
     );
     let c = &s.connections;
     metric(
-        &mut out,
+        out,
         "Connections",
         "opened, failed, tls failed",
         &[
@@ -202,11 +212,8 @@ pub fn text(s: &Summary) -> String {
             .iter()
             .map(|(how, n)| format!("{how}:{n}"))
             .collect();
-        metric(&mut out, "Closed", "how:count", &closed);
+        metric(out, "Closed", "how:count", &closed);
     }
-    out.push('\n');
-    failures(&mut out, s);
-    out
 }
 
 /// The "Failures by class" table: count, shares, phases and the top error texts.

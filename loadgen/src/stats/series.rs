@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, btree_map::Entry};
 
 use hdrhistogram::Histogram;
 
-use super::{WINDOW_S, histogram, us_to_ms};
+use super::hist::{histogram, us_to_ms};
 use crate::summary::Second;
+
+/// Intended seconds kept open (with a histogram) behind the newest one seen.
+pub const WINDOW_S: u64 = 64;
 
 /// An intended second still open: counts and a small histogram (2 significant figures,
 /// u32 counts: about 13 KB).
