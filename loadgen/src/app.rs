@@ -20,9 +20,9 @@ use crate::{
 };
 
 /// Exit code when a threshold is violated (documented in `--help`).
-pub const EXIT_THRESHOLD: u8 = 3;
+pub(crate) const EXIT_THRESHOLD: u8 = 3;
 /// Exit code for bad usage (flags that do not make sense), as clap uses.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// The exit code for an error: usage mistakes (bad flags, rates, thresholds) exit 2,
 /// everything else (unreadable or malformed files, unreachable hosts) 1.

@@ -11,7 +11,8 @@ mod packet_config;
 use clap::{Parser, Subcommand};
 
 pub use args::{AttackArgs, ReportArgs, ReportFormat, ThresholdArgs};
-pub use config::{config_json, to_config};
+pub(crate) use config::config_json;
+pub use config::to_config;
 pub use error::ConfigError;
 pub use packet_args::{InjectArgs, PacketsArgs, PacketsCommand, SynArgs};
 
