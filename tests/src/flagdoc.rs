@@ -168,7 +168,11 @@ fn default_cell(arg: &Arg) -> String {
         let defaults: Vec<String> = arg
             .get_default_values()
             .iter()
-            .map(|d| format!("`{}`", d.to_string_lossy()))
+            .map(|d| match d.to_string_lossy() {
+                // An empty code span is not Markdown; say what the default is.
+                v if v.is_empty() => "`\"\"` (empty)".to_owned(),
+                v => format!("`{v}`"),
+            })
             .collect();
         if !defaults.is_empty() {
             parts.push(defaults.join(", "));
@@ -248,6 +252,12 @@ mod tests {
                     )
                     .arg(Arg::new("debug-only").long("debug-only").hide(true))
                     .arg(
+                        Arg::new("name")
+                            .long("name")
+                            .default_value("")
+                            .help("Name."),
+                    )
+                    .arg(
                         Arg::new("port")
                             .long("port")
                             .value_delimiter(',')
@@ -308,6 +318,7 @@ mod tests {
                 "| `-H, --header` | `NAME: VALUE`, repeatable | — | A header, repeatable. |",
                 "| `--format` | `text`, `json` | `text` | Output format: text\\|json. |",
                 "| `--token` | `TOKEN` | required, env `TOOL_TOKEN` | Secret. |",
+                "| `--name` | `NAME` | `\"\"` (empty) | Name. |",
                 "| `--port` | `PORT`, repeatable, `,`-separated | — | Ports. |",
                 "| `--a` | — | — |  |",
                 "| `--b` | — | — |  |",
@@ -322,9 +333,7 @@ mod tests {
 
     #[test]
     fn a_renamed_flag_changes_the_output() {
-        let renamed = tool().mut_subcommand("run", |run| {
-            run.mut_arg("header", |a| a.long("hdr"))
-        });
+        let renamed = tool().mut_subcommand("run", |run| run.mut_arg("header", |a| a.long("hdr")));
         assert_ne!(render(&tool()), render(&renamed));
         assert_eq!(render(&tool()), render(&tool()), "deterministic");
     }
