@@ -6,7 +6,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    attach::{AttachOptions, Backend},
+    attach::{AttachOptions, Backend, StatusSink},
     offline::Format,
     recording::FilterConfig,
     session::SessionOptions,
@@ -127,6 +127,8 @@ impl AttachArgs {
                 ready: None,
                 backend: self.backend,
                 ifaces: self.ifaces.clone(),
+                // The binary decides where the session's status goes.
+                status: StatusSink::default(),
             },
             loadgen_events: self.loadgen_events.clone(),
             all: self.all,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod host;
 pub mod join;
+pub mod kernel_log;
 pub mod names;
 pub mod offline;
 pub mod raw;

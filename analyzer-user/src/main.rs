@@ -2,7 +2,10 @@
 //! error, printed with its causes), 2 bad usage (from clap).
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use analyzer::{
+    attach::{Progress, Status, StatusSink},
     check,
     cli::{AttachArgs, Cli, Command},
     error::error_chain,
@@ -62,7 +65,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn attach(a: AttachArgs) -> Result<ExitCode> {
-    let opts = a.session_options();
+    let mut opts = a.session_options();
+    let progress = opts.attach.progress;
+    let tty = std::io::stderr().is_terminal();
+    opts.attach.status = StatusSink::new(move |s| print_status(s, progress, tty));
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let stop = async move {
         tokio::select! {
@@ -105,4 +111,48 @@ async fn attach(a: AttachArgs) -> Result<ExitCode> {
     }
     print!("{}", report.render(a.format));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the session tells its user, on stderr: the fallback notice, the probes attached,
+/// the live counters (one line rewritten in place on a terminal, one line a second
+/// otherwise).
+fn print_status(s: Status<'_>, progress: bool, tty: bool) {
+    match s {
+        Status::Fallback { notice } => eprintln!("notice: {notice}"),
+        Status::Attached(rep) => {
+            eprintln!("attached: {}", rep.attached.join(", "));
+            for m in &rep.missing {
+                eprintln!("missing: {} ({})", m.tracepoint, m.reason);
+            }
+        }
+        Status::Progress(p) => print_progress(p, tty),
+        Status::Stopped => {
+            if progress && tty {
+                eprintln!();
+            }
+        }
+    }
+}
+
+fn print_progress(p: &Progress, tty: bool) {
+    let l = &p.counters;
+    let line = format!(
+        "analyzer {:>6.1}s  events {}/s ({} total)  conns {}  resets rx {} tx {}  \
+         retrans {} (SYN {})  drops {}  lost {}",
+        p.elapsed.as_secs_f64(),
+        p.rate_per_s,
+        l.events,
+        p.open_sockets,
+        l.resets_rx,
+        l.resets_tx,
+        l.retrans,
+        l.syn_retrans,
+        l.drops,
+        p.lost,
+    );
+    if tty {
+        eprint!("\r\x1b[2K{line}");
+    } else {
+        eprintln!("{line}");
+    }
 }

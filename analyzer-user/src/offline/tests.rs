@@ -1,8 +1,17 @@
-//! Tests of `offline` (kept beside the report's tests, whose scenario they share).
+//! Tests of `offline`: recorded files in, the same report out (the scenario is the
+//! report tests').
 use std::{fs, path::Path};
 
 use super::*;
-use crate::{join::tests::tmp_dir, recording::Missing, report::tests::scenario, rules::fixture::*};
+use crate::{
+    event::KernelEvent,
+    join::tests::tmp_dir,
+    kernel_log::{KernelLogHeader, KernelLogTrailer},
+    names::NameSources,
+    recording::{AttachReport, FilterConfig, Missing},
+    report::tests::scenario,
+    rules::fixture::*,
+};
 
 fn header() -> KernelLogHeader {
     KernelLogHeader::new(
@@ -185,25 +194,4 @@ fn a_truncated_last_kernel_line_is_skipped_and_reported() {
         r.run.warnings
     );
     assert_eq!(r.causes[0].id, "connect_refused");
-}
-
-#[test]
-fn header_and_trailer_lines_have_their_documented_shape() {
-    let line = header().to_line();
-    assert!(
-        line.starts_with("{\"meta\":{\"format\":1,\"analyzer_version\":") && line.ends_with("}\n"),
-        "{line}"
-    );
-    assert!(
-        serde_json::from_str::<KernelEvent>(&line).is_err(),
-        "a header is never an event"
-    );
-    let back: KernelLogHeader = serde_json::from_str(&line).unwrap();
-    assert_eq!(back.meta.kernel_release, "6.18.44");
-    let end = KernelLogTrailer::default().to_line();
-    assert_eq!(
-        end,
-        "{\"end\":{\"ended_unix_ns\":0,\"lost_events\":0,\"read_failures\":0,\"decode_errors\":0}}\n"
-    );
-    assert!(matches!(meta_line(end.as_bytes()), Some(Meta::Trailer(_))));
 }
