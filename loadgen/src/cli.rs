@@ -21,8 +21,10 @@ pub use packet_args::{InjectArgs, PacketsArgs, PacketsCommand, SynArgs};
     name = "loadgen",
     version,
     about = "Exact-rate HTTP/1.1 and HTTP/2 load that says why every failed request failed",
-    after_help = "Exit codes: 0 success, 1 error (bad input, unreachable host, unwritable file), \
-                  2 bad usage, 3 a --fail-under/--max-latency threshold was violated."
+    after_help = "Exit codes: 0 success, 1 error (unreadable or malformed file, unreachable host, \
+                  unwritable file), 2 bad usage (a flag or value that makes no sense: bad \
+                  --rate, -H, threshold, URL), 3 a --fail-under/--max-latency threshold was \
+                  violated."
 )]
 pub struct Cli {
     #[command(subcommand)]
