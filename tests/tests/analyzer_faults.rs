@@ -110,78 +110,7 @@ fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> 
         },
         all: false,
     });
-    match client {
-        Client::Loadgen(flags) => {
-            let name = tb.server_name().to_owned();
-            let url = format!("https://{name}:{}/", addr.port());
-            let resolve = format!("{name}:{}:{}", addr.port(), addr.ip());
-            let mut argv: Vec<&str> = vec![
-                "loadgen",
-                "attack",
-                &url,
-                "--resolve",
-                &resolve,
-                "--events",
-                events.to_str().unwrap(),
-                "--quiet",
-            ];
-            let ca = tb.ca_path().to_str().unwrap().to_owned();
-            argv.extend(["--cacert", &ca]);
-            argv.extend_from_slice(flags);
-            let LgCommand::Attack(a) = Cli::try_parse_from(argv).unwrap().command else {
-                unreachable!()
-            };
-            let cfg = loadgen::cli::to_config(&a).unwrap();
-            rt.block_on(loadgen::run::run(cfg, Value::Null, false))
-                .unwrap();
-        }
-        Client::LoadgenH2c(flags) => {
-            let url = format!("http://{addr}/");
-            let mut argv: Vec<&str> = vec![
-                "loadgen",
-                "attack",
-                &url,
-                "--h2c",
-                "--events",
-                events.to_str().unwrap(),
-                "--quiet",
-            ];
-            argv.extend_from_slice(flags);
-            let LgCommand::Attack(a) = Cli::try_parse_from(argv).unwrap().command else {
-                unreachable!()
-            };
-            let cfg = loadgen::cli::to_config(&a).unwrap();
-            rt.block_on(loadgen::run::run(cfg, Value::Null, false))
-                .unwrap();
-        }
-        Client::CurlTls(flags, count) => {
-            let name = tb.server_name().to_owned();
-            for _ in 0..count {
-                let st = Command::new("curl")
-                    .args(["-s", "-o", "/dev/null", "--max-time", "5"])
-                    .arg("--resolve")
-                    .arg(format!("{name}:{}:{}", addr.port(), addr.ip()))
-                    .arg("--cacert")
-                    .arg(tb.ca_path())
-                    .args(flags)
-                    .arg(format!("https://{name}:{}/", addr.port()))
-                    .status()
-                    .expect("curl runs");
-                assert!(!st.success(), "curl against {fault} must fail");
-            }
-        }
-        Client::Curl(flags, count) => {
-            for _ in 0..count {
-                let st = Command::new("curl")
-                    .args(["-s", "-o", "/dev/null", "--max-time", "5"])
-                    .args(flags)
-                    .arg(format!("http://{addr}/"))
-                    .status()
-                    .expect("curl runs");
-                assert!(!st.success(), "curl against {fault} must fail");
-            }
-        }
-    }
+    run_client(&rt, &tb, fault, client, &events);
     // Let the last events (FIN/RST exchanges, destroys) reach the ring buffer.
     std::thread::sleep(Duration::from_millis(300));
     let (outcome, report) = session.stop();
@@ -199,6 +128,75 @@ fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> 
     )
     .unwrap();
     json
+}
+
+/// Runs `client` against `fault`'s listener; loadgen writes its events to `events`.
+fn run_client(
+    rt: &tokio::runtime::Runtime,
+    tb: &Testbed,
+    fault: &str,
+    client: Client<'_>,
+    events: &std::path::Path,
+) {
+    let addr = tb.addr(fault).unwrap();
+    let events = events.to_str().unwrap();
+    match client {
+        Client::Loadgen(flags) => {
+            let name = tb.server_name().to_owned();
+            let url = format!("https://{name}:{}/", addr.port());
+            let resolve = format!("{name}:{}:{}", addr.port(), addr.ip());
+            let ca = tb.ca_path().to_str().unwrap().to_owned();
+            let mut argv = vec!["--resolve", &resolve, "--cacert", &ca];
+            argv.extend_from_slice(flags);
+            run_loadgen(rt, &url, events, &argv);
+        }
+        Client::LoadgenH2c(flags) => {
+            let mut argv = vec!["--h2c"];
+            argv.extend_from_slice(flags);
+            run_loadgen(rt, &format!("http://{addr}/"), events, &argv);
+        }
+        Client::CurlTls(flags, count) => {
+            let name = tb.server_name();
+            let mut args: Vec<String> = vec![
+                "--resolve".into(),
+                format!("{name}:{}:{}", addr.port(), addr.ip()),
+                "--cacert".into(),
+                tb.ca_path().to_str().unwrap().to_owned(),
+            ];
+            args.extend(flags.iter().map(|f| (*f).to_owned()));
+            args.push(format!("https://{name}:{}/", addr.port()));
+            run_failing_curl(fault, &args, count);
+        }
+        Client::Curl(flags, count) => {
+            let mut args: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+            args.push(format!("http://{addr}/"));
+            run_failing_curl(fault, &args, count);
+        }
+    }
+}
+
+/// `loadgen attack URL --events EVENTS --quiet FLAGS...`, in this process.
+fn run_loadgen(rt: &tokio::runtime::Runtime, url: &str, events: &str, flags: &[&str]) {
+    let mut argv = vec!["loadgen", "attack", url, "--events", events, "--quiet"];
+    argv.extend_from_slice(flags);
+    let LgCommand::Attack(a) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    let cfg = loadgen::cli::to_config(&a).unwrap();
+    rt.block_on(loadgen::run::run(cfg, Value::Null, false))
+        .unwrap();
+}
+
+/// curl with `args`, `count` times; each run must fail (the fault is in the way).
+fn run_failing_curl(fault: &str, args: &[String], count: usize) {
+    for _ in 0..count {
+        let st = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "5"])
+            .args(args)
+            .status()
+            .expect("curl runs");
+        assert!(!st.success(), "curl against {fault} must fail");
+    }
 }
 
 fn top(report: &Value) -> &Value {
