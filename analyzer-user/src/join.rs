@@ -121,7 +121,7 @@ pub fn join_loadgen(
     paths: &[PathBuf],
     conns: &mut Connections,
     slack_ns: u64,
-    mut on_failure: impl FnMut(&mut Connections, LoadgenFailure<'_>),
+    on_failure: impl FnMut(&mut Connections, LoadgenFailure<'_>),
 ) -> Result<LoadgenSummary, ReadError> {
     let mut summary = LoadgenSummary::default();
     let mut pass1 = ConnPass {
@@ -178,6 +178,19 @@ pub fn join_loadgen(
         }
     }
 
+    request_pass(paths, conns, slack_ns, &notable, &mut summary, on_failure)?;
+    Ok(summary)
+}
+
+/// The second pass: request lines, each failed one joined and handed to `on_failure`.
+fn request_pass(
+    paths: &[PathBuf],
+    conns: &mut Connections,
+    slack_ns: u64,
+    notable: &HashMap<ConnKey, LoadgenConn>,
+    summary: &mut LoadgenSummary,
+    mut on_failure: impl FnMut(&mut Connections, LoadgenFailure<'_>),
+) -> Result<(), ReadError> {
     for (file, path) in paths.iter().enumerate() {
         let mut lines = NdjsonLines::open(path)?;
         while let Some(bytes) = lines.next_line()? {
@@ -230,7 +243,7 @@ pub fn join_loadgen(
         summary.warnings.append(&mut lines.warnings);
         summary.files.push(lines.info);
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// The first pass: connection lines.

@@ -27,19 +27,19 @@ use analyzer_common::EventKind;
 use serde::{Deserialize, Serialize};
 use wire::packet::{Segment, TcpFlags, Unreachable};
 
+mod conn;
+mod step;
+
 use super::flow::{Inspect, Inspector};
 use crate::{
     event::{
-        KernelEvent, Observed,
+        Observed,
         wire_fact::{WireEvent, WireFact},
     },
     names::TcpState,
 };
-
-/// ECONNREFUSED, ECONNRESET and EPIPE (asm-generic/errno.h), as `tcp_reset()` picks them.
-const ECONNREFUSED: i32 = 111;
-const ECONNRESET: i32 = 104;
-const EPIPE: i32 = 32;
+use conn::{Ctx, Dir, End, Flow, ends_mut, event, flow_key_skaddr, wire};
+use step::step;
 
 /// Synthetic kernel addresses of raw-backend sockets start here (far from real ones,
 /// which are kernel pointers, so a mixed log never confuses the two).
@@ -77,37 +77,6 @@ pub struct TrackStats {
     pub stray_segments: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct End {
-    /// This host's socket (its address is local).
-    local: bool,
-    skaddr: u64,
-    state: TcpState,
-    /// Sequence number of this end's FIN, once sent.
-    fin_seq: Option<u32>,
-}
-
-#[derive(Debug, Default)]
-struct Dir {
-    isn: Option<u32>,
-    /// Highest sequence number sent so far plus one (RFC 9293 SND.NXT as seen).
-    next_seq: Option<u32>,
-    ttl: Option<u8>,
-    ttl_varies: bool,
-    last_ip_id: Option<u16>,
-    zero_windows: u32,
-}
-
-#[derive(Debug)]
-struct Flow {
-    client: SocketAddr,
-    server: SocketAddr,
-    ends: [End; 2],
-    dirs: [Dir; 2],
-    last_seen: u64,
-    inspector: Option<Inspector>,
-}
-
 /// Follows connections through their segments.
 #[derive(Debug)]
 pub struct Tracker {
@@ -118,11 +87,6 @@ pub struct Tracker {
     order: VecDeque<(SocketAddr, SocketAddr)>,
     next_skaddr: u64,
     stats: TrackStats,
-}
-
-/// `a` comes strictly before `b` in sequence space (RFC 9293 section 3.4).
-fn seq_lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
 }
 
 impl Tracker {
@@ -354,293 +318,6 @@ impl Tracker {
     }
 }
 
-fn flow_key_skaddr(ends: &[End; 2]) -> u64 {
-    if ends[0].local {
-        ends[0].skaddr
-    } else {
-        ends[1].skaddr
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Ctx {
-    ts_ns: u64,
-    ts_unix_ns: u64,
-}
-
-fn event(
-    kind: EventKind,
-    ctx: Ctx,
-    skaddr: u64,
-    local: SocketAddr,
-    remote: SocketAddr,
-    state: Option<TcpState>,
-) -> KernelEvent {
-    KernelEvent {
-        event: kind,
-        ts_ns: ctx.ts_ns,
-        ts_unix_ns: ctx.ts_unix_ns,
-        sock_cookie: 0,
-        skaddr,
-        cpu: 0,
-        pid: 0,
-        local: Some(local),
-        remote: Some(remote),
-        state,
-        new_state: None,
-        reason: None,
-        errno: None,
-        location: None,
-    }
-}
-
-/// One end of a flow, with the addresses seen from it.
-struct EndRef<'a> {
-    end: &'a mut End,
-    local: SocketAddr,
-    remote: SocketAddr,
-}
-
-impl EndRef<'_> {
-    fn set(&mut self, to: TcpState, ctx: Ctx, out: &mut Vec<Observed>) {
-        let from = self.end.state;
-        if from == to {
-            return;
-        }
-        self.end.state = to;
-        if self.end.local {
-            let mut ev = event(
-                EventKind::StateChange,
-                ctx,
-                self.end.skaddr,
-                self.local,
-                self.remote,
-                Some(from),
-            );
-            ev.new_state = Some(to);
-            out.push(Observed::Kernel(ev));
-        }
-    }
-
-    fn emit(&self, kind: EventKind, ctx: Ctx, out: &mut Vec<Observed>) -> Option<usize> {
-        if !self.end.local {
-            return None;
-        }
-        out.push(Observed::Kernel(event(
-            kind,
-            ctx,
-            self.end.skaddr,
-            self.local,
-            self.remote,
-            Some(self.end.state),
-        )));
-        Some(out.len() - 1)
-    }
-
-    /// To CLOSE and destroyed, as the kernel ends a socket.
-    fn close(&mut self, ctx: Ctx, out: &mut Vec<Observed>) {
-        self.set(TcpState::Close, ctx, out);
-        if self.end.local {
-            out.push(Observed::Kernel(event(
-                EventKind::DestroySock,
-                ctx,
-                self.end.skaddr,
-                self.local,
-                self.remote,
-                None,
-            )));
-        }
-    }
-}
-
-fn ends_mut(
-    ends: &mut [End; 2],
-    client: SocketAddr,
-    server: SocketAddr,
-    d: usize,
-) -> (EndRef<'_>, EndRef<'_>) {
-    let [c, s] = ends;
-    let c = EndRef {
-        end: c,
-        local: client,
-        remote: server,
-    };
-    let s = EndRef {
-        end: s,
-        local: server,
-        remote: client,
-    };
-    if d == 0 { (c, s) } else { (s, c) }
-}
-
-/// Applies one segment from direction `d` (0: client to server). Returns true when the
-/// connection is over (both ends closed).
-fn step(flow: &mut Flow, d: usize, seg: &Segment<'_>, ctx: Ctx, out: &mut Vec<Observed>) -> bool {
-    let syn = seg.has(TcpFlags::SYN);
-    let ack = seg.has(TcpFlags::ACK);
-    let rst = seg.has(TcpFlags::RST);
-    let fin = seg.has(TcpFlags::FIN);
-    let from_server = d == 1;
-    let suspect = if rst {
-        rst_suspect(&flow.dirs[d], seg, from_server)
-    } else {
-        None
-    };
-    note_ip(&mut flow.dirs[d], seg, rst);
-    if !rst && !syn && seg.window == 0 {
-        flow.dirs[d].zero_windows += 1;
-        let count = flow.dirs[d].zero_windows;
-        if count == 1 {
-            out.push(wire(flow, ctx, WireFact::ZeroWindow { from_server, count }));
-        }
-    }
-    // Sequence bookkeeping: a segment wholly below what was sent is a retransmission.
-    let end_seq = seg.seq.wrapping_add(seg.seq_len());
-    let retransmit = seg.seq_len() > 0
-        && !rst
-        && flow.dirs[d]
-            .next_seq
-            .is_some_and(|n| !(seq_lt(n, end_seq) || syn && flow.dirs[d].isn.is_none()));
-    if flow.dirs[d].next_seq.is_none_or(|n| seq_lt(n, end_seq)) {
-        flow.dirs[d].next_seq = Some(end_seq);
-    }
-    let peer_fin_acked = |flow: &Flow| {
-        let other = &flow.ends[1 - d];
-        ack && other
-            .fin_seq
-            .is_some_and(|f| !seq_lt(seg.ack, f.wrapping_add(1)))
-    };
-    let fin_acked = peer_fin_acked(flow);
-    let server_isn = flow.dirs[1].isn;
-    let (mut me, mut peer) = ends_mut(&mut flow.ends, flow.client, flow.server, d);
-
-    if rst {
-        if let Some(fact) = suspect {
-            out.push(Observed::Wire(WireEvent {
-                ts_unix_ns: ctx.ts_unix_ns,
-                skaddr: 0,
-                client: if from_server { peer.local } else { me.local },
-                server: if from_server { me.local } else { peer.local },
-                fact,
-            }));
-        }
-        // The sender's reset: a socket that existed, or the stack for no socket.
-        if me.end.local {
-            let had_socket = !matches!(me.end.state, TcpState::Listen | TcpState::Close);
-            let mut ev = event(
-                EventKind::SendReset,
-                ctx,
-                if had_socket { me.end.skaddr } else { 0 },
-                me.local,
-                me.remote,
-                had_socket.then_some(me.end.state),
-            );
-            if !had_socket {
-                ev.reason = Some("NO_SOCKET".into());
-            }
-            out.push(Observed::Kernel(ev));
-        }
-        if had_state(me.end.state) {
-            me.close(ctx, out);
-        } else {
-            me.end.state = TcpState::Close;
-        }
-        // The receiver's side: reset in its state, the errno tcp_reset() delivers.
-        if had_state(peer.end.state) {
-            let state = peer.end.state;
-            peer.emit(EventKind::ReceiveReset, ctx, out);
-            let errno = match state {
-                TcpState::SynSent => ECONNREFUSED,
-                TcpState::CloseWait => EPIPE,
-                _ => ECONNRESET,
-            };
-            if peer.end.local
-                && !matches!(
-                    state,
-                    TcpState::TimeWait | TcpState::LastAck | TcpState::Closing
-                )
-            {
-                let mut ev = event(
-                    EventKind::ErrorReport,
-                    ctx,
-                    peer.end.skaddr,
-                    peer.local,
-                    peer.remote,
-                    None,
-                );
-                ev.errno = Some(errno);
-                out.push(Observed::Kernel(ev));
-            }
-            peer.close(ctx, out);
-        }
-        return true;
-    }
-
-    if syn && !ack {
-        if retransmit || me.end.state == TcpState::SynSent {
-            me.emit(EventKind::Retransmit, ctx, out);
-        } else {
-            me.set(TcpState::SynSent, ctx, out);
-        }
-        flow.dirs[d].isn = Some(seg.seq);
-        return false;
-    }
-    if syn && ack {
-        // SYN-ACK: the client is established when it arrives.
-        if peer.end.state == TcpState::SynSent {
-            peer.set(TcpState::Established, ctx, out);
-        }
-        if me.end.state == TcpState::Listen {
-            me.end.state = TcpState::NewSynRecv;
-        }
-        flow.dirs[d].isn = Some(seg.seq);
-        return false;
-    }
-    // The handshake's last ACK: the server's child socket is created and established.
-    if d == 0
-        && peer.end.state == TcpState::NewSynRecv
-        && server_isn.is_some_and(|i| seg.ack == i.wrapping_add(1))
-    {
-        // The child is cloned from the listener: the kernel reports LISTEN→SYN_RECV.
-        peer.end.state = TcpState::Listen;
-        peer.set(TcpState::SynRecv, ctx, out);
-        peer.set(TcpState::Established, ctx, out);
-    }
-    if retransmit && !fin {
-        me.emit(EventKind::Retransmit, ctx, out);
-    }
-    // Our FIN acknowledged by the peer.
-    if fin_acked {
-        match peer.end.state {
-            TcpState::FinWait1 => peer.set(TcpState::FinWait2, ctx, out),
-            TcpState::LastAck | TcpState::Closing => peer.close(ctx, out),
-            _ => {}
-        }
-    }
-    if fin && me.end.fin_seq.is_none() {
-        me.end.fin_seq = Some(
-            seg.seq
-                .wrapping_add(u32::try_from(seg.payload.len()).unwrap_or(0)),
-        );
-        match me.end.state {
-            TcpState::Established | TcpState::SynRecv => me.set(TcpState::FinWait1, ctx, out),
-            TcpState::CloseWait => me.set(TcpState::LastAck, ctx, out),
-            _ => {}
-        }
-        match peer.end.state {
-            TcpState::Established => peer.set(TcpState::CloseWait, ctx, out),
-            TcpState::FinWait1 => peer.set(TcpState::Closing, ctx, out),
-            // FIN_WAIT2 + FIN: TIME_WAIT, where the kernel closes the full socket.
-            TcpState::FinWait2 => peer.close(ctx, out),
-            _ => {}
-        }
-    } else if fin && retransmit {
-        me.emit(EventKind::Retransmit, ctx, out);
-    }
-    let over = |s: TcpState| matches!(s, TcpState::Close | TcpState::Listen);
-    over(flow.ends[0].state) && over(flow.ends[1].state)
-}
-
 /// The errno the kernel makes of an ICMP destination unreachable code
 /// (`icmp_err_convert` in net/ipv4/icmp.c, `icmpv6_err_convert` in net/ipv6/icmp.c).
 fn icmp_errno(v4: bool, code: u8) -> i32 {
@@ -663,71 +340,6 @@ fn icmp_errno(v4: bool, code: u8) -> i32 {
             _ => libc::EHOSTUNREACH,
         }
     }
-}
-
-fn had_state(s: TcpState) -> bool {
-    !matches!(s, TcpState::Close | TcpState::Listen | TcpState::NewSynRecv)
-}
-
-fn wire(flow: &Flow, ctx: Ctx, fact: WireFact) -> Observed {
-    Observed::Wire(WireEvent {
-        ts_unix_ns: ctx.ts_unix_ns,
-        skaddr: flow_key_skaddr(&flow.ends),
-        client: flow.client,
-        server: flow.server,
-        fact,
-    })
-}
-
-/// Remembers the sender's TTL and IP ID (not for RSTs, which are what is judged).
-fn note_ip(dir: &mut Dir, seg: &Segment<'_>, rst: bool) {
-    if rst {
-        return;
-    }
-    match dir.ttl {
-        None => dir.ttl = Some(seg.ttl),
-        Some(t) if t != seg.ttl => dir.ttl_varies = true,
-        Some(_) => {}
-    }
-    if seg.ip_id.is_some_and(|id| id != 0) {
-        dir.last_ip_id = seg.ip_id;
-    }
-}
-
-/// IP IDs further than this from the sender's last one do not come from its counter.
-const IP_ID_JUMP: u16 = 4096;
-
-/// Judges an RST against its sender's earlier packets on the connection.
-fn rst_suspect(dir: &Dir, seg: &Segment<'_>, from_server: bool) -> Option<WireFact> {
-    let expected_ttl = dir.ttl?;
-    let mut why = Vec::new();
-    if !dir.ttl_varies && seg.ttl != expected_ttl {
-        why.push(format!(
-            "TTL {} where every earlier packet from that end had {expected_ttl} (a different number of hops away)",
-            seg.ttl
-        ));
-    }
-    if let (Some(id), Some(last)) = (seg.ip_id, dir.last_ip_id)
-        && id != 0
-        && id.wrapping_sub(last) > IP_ID_JUMP
-        && last.wrapping_sub(id) > IP_ID_JUMP
-    {
-        why.push(format!(
-            "IP ID {id} far from that end's last {last} (not its counter)"
-        ));
-    }
-    if why.is_empty() {
-        return None;
-    }
-    Some(WireFact::RstSuspect {
-        from_server,
-        ttl: seg.ttl,
-        expected_ttl,
-        ip_id: seg.ip_id,
-        last_ip_id: dir.last_ip_id,
-        window: seg.window,
-        why: why.join("; "),
-    })
 }
 
 #[cfg(test)]

@@ -1,17 +1,17 @@
 //! The analysis driver: kernel events in (live or from a file), loadgen files joined at
 //! the end, every failure attributed, the report out.
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use events::ndjson::ReadError;
 
 use super::{
-    Joins, REPORT_SCHEMA_VERSION, Report, Run, Totals,
+    Cause, Joins, REPORT_SCHEMA_VERSION, Report, Run, Totals, Unattributed,
     build::{Aggregator, Failure},
 };
 use crate::{
     event::KernelEvent,
     join::{LoadgenSummary, join_loadgen},
-    rules::{Case, HostEvidence, RuleOptions, attribute},
+    rules::{Case, HostEvidence, RuleOptions, Source, attribute},
     table::{ConnRecord, ConnTable, Connections, JoinKind, TableConfig, TableCounts},
 };
 
@@ -125,82 +125,20 @@ impl Analysis {
         let mut conns = self.table.finish();
         let mut agg = Aggregator::new(self.opts.max_examples);
         let drop_reasons = conns.drop_reasons().clone();
-        let host = &input.host_evidence;
-        let rules = &self.opts.rules;
+        let judging = Judging {
+            kernel_seen,
+            drop_reasons: &drop_reasons,
+            host: &input.host_evidence,
+            rules: &self.opts.rules,
+        };
         let loadgen = if input.loadgen.is_empty() {
             LoadgenSummary::default()
         } else {
-            join_loadgen(
-                input.loadgen,
-                &mut conns,
-                self.opts.join_slack_ns,
-                |conns, f| {
-                    let (kernel, peer) = case_for(conns, f.kernel);
-                    let remote = kernel.and_then(|k| k.remote).or(f.request.conn.remote);
-                    let case = Case {
-                        request: Some(f.request),
-                        intended_unix_ns: f.intended_unix_ns,
-                        conn: f.conn,
-                        kernel,
-                        peer,
-                        listener: remote.and_then(|r| conns.listener_for(r)),
-                        kernel_seen,
-                        drop_reasons: &drop_reasons,
-                        host,
-                        opts: rules,
-                    };
-                    let cause = judge(
-                        &mut agg,
-                        &case,
-                        Failure {
-                            request: Some(f.request),
-                            intended_unix_ns: f.intended_unix_ns,
-                            kernel,
-                            join: f.join,
-                        },
-                    );
-                    if let Some(id) = f.kernel {
-                        conns.note_failure(id, cause, true);
-                    }
-                },
-            )?
+            judging.loadgen(input.loadgen, &mut conns, self.opts.join_slack_ns, &mut agg)?
         };
-        let kernel_only: Vec<u64> = conns
-            .records()
-            .filter(|r| r.join == JoinKind::KernelOnly && r.is_failed())
-            .map(|r| r.id)
-            .collect();
-        for &id in &kernel_only {
-            let (kernel, peer) = case_for(&conns, Some(id));
-            let case = Case {
-                request: None,
-                intended_unix_ns: 0,
-                conn: None,
-                kernel,
-                peer,
-                listener: kernel
-                    .and_then(|k| k.remote)
-                    .and_then(|r| conns.listener_for(r)),
-                kernel_seen,
-                drop_reasons: &drop_reasons,
-                host,
-                opts: rules,
-            };
-            let cause = judge(
-                &mut agg,
-                &case,
-                Failure {
-                    request: None,
-                    intended_unix_ns: 0,
-                    kernel,
-                    join: JoinKind::KernelOnly,
-                },
-            );
-            conns.note_failure(id, cause, false);
-        }
-
-        let failures = loadgen.requests_failed + kernel_only.len() as u64;
-        let (causes, unattributed) = agg.finish(failures);
+        let kernel_only = judging.kernel_only(&mut conns, &mut agg);
+        let failures = loadgen.requests_failed + kernel_only;
+        let (mut causes, mut unattributed) = agg.finish(failures);
         let counts = conns.counts().clone();
         let run = complete_run(
             input.run,
@@ -213,19 +151,12 @@ impl Analysis {
             requests_ok: loadgen.requests_ok,
             requests_failed: loadgen.requests_failed,
             failed_by_class: loadgen.failed_by_class.clone(),
-            kernel_only_failures: kernel_only.len() as u64,
+            kernel_only_failures: kernel_only,
             failures,
             unattributed: unattributed.count,
             connections_failed: conns.records().filter(|r| r.is_failed()).count() as u64,
             connections: counts,
-            joins: Joins {
-                loadgen_connections: loadgen.connections,
-                connections_by_cookie: loadgen.connections_joined_cookie,
-                connections_by_tuple_time: loadgen.connections_joined_tuple_time,
-                failures_by_cookie: loadgen.failures_joined_cookie,
-                failures_by_tuple_time: loadgen.failures_joined_tuple_time,
-                failures_loadgen_only: loadgen.failures_loadgen_only,
-            },
+            joins: joins(&loadgen),
         };
         let mut connections: Vec<_> = conns
             .records()
@@ -233,19 +164,8 @@ impl Analysis {
             .cloned()
             .collect();
         connections.sort_by_key(|r| (r.first_unix_ns, r.id));
-        let (mut causes, mut unattributed) = (causes, unattributed);
         if run.backend == "raw" {
-            // The raw backend's "kernel" events were read off the wire and played by its
-            // tracker: say so in the evidence a ticket will quote.
-            let examples = causes
-                .iter_mut()
-                .flat_map(|c| c.examples.iter_mut())
-                .chain(unattributed.examples.iter_mut());
-            for e in examples.flat_map(|x| x.evidence.iter_mut()) {
-                if e.source == crate::rules::Source::Kernel {
-                    e.source = crate::rules::Source::Wire;
-                }
-            }
+            label_wire_evidence(&mut causes, &mut unattributed);
         }
         Ok(Report {
             schema_version: REPORT_SCHEMA_VERSION,
@@ -259,6 +179,120 @@ impl Analysis {
             host_evidence: input.host_evidence,
             host: input.host,
         })
+    }
+}
+
+/// What every failure is judged with.
+struct Judging<'a> {
+    kernel_seen: bool,
+    drop_reasons: &'a BTreeMap<String, u64>,
+    host: &'a HostEvidence,
+    rules: &'a RuleOptions,
+}
+
+impl Judging<'_> {
+    /// Joins the loadgen files and judges each failed request.
+    fn loadgen(
+        &self,
+        files: &[PathBuf],
+        conns: &mut Connections,
+        slack_ns: u64,
+        agg: &mut Aggregator,
+    ) -> Result<LoadgenSummary, ReadError> {
+        join_loadgen(files, conns, slack_ns, |conns, f| {
+            let (kernel, peer) = case_for(conns, f.kernel);
+            let remote = kernel.and_then(|k| k.remote).or(f.request.conn.remote);
+            let case = Case {
+                request: Some(f.request),
+                intended_unix_ns: f.intended_unix_ns,
+                conn: f.conn,
+                kernel,
+                peer,
+                listener: remote.and_then(|r| conns.listener_for(r)),
+                kernel_seen: self.kernel_seen,
+                drop_reasons: self.drop_reasons,
+                host: self.host,
+                opts: self.rules,
+            };
+            let cause = judge(
+                agg,
+                &case,
+                Failure {
+                    request: Some(f.request),
+                    intended_unix_ns: f.intended_unix_ns,
+                    kernel,
+                    join: f.join,
+                },
+            );
+            if let Some(id) = f.kernel {
+                conns.note_failure(id, cause, true);
+            }
+        })
+    }
+
+    /// Judges the failed kernel connections no loadgen event accounts for; returns how
+    /// many there were.
+    fn kernel_only(&self, conns: &mut Connections, agg: &mut Aggregator) -> u64 {
+        let kernel_only: Vec<u64> = conns
+            .records()
+            .filter(|r| r.join == JoinKind::KernelOnly && r.is_failed())
+            .map(|r| r.id)
+            .collect();
+        for &id in &kernel_only {
+            let (kernel, peer) = case_for(conns, Some(id));
+            let case = Case {
+                request: None,
+                intended_unix_ns: 0,
+                conn: None,
+                kernel,
+                peer,
+                listener: kernel
+                    .and_then(|k| k.remote)
+                    .and_then(|r| conns.listener_for(r)),
+                kernel_seen: self.kernel_seen,
+                drop_reasons: self.drop_reasons,
+                host: self.host,
+                opts: self.rules,
+            };
+            let cause = judge(
+                agg,
+                &case,
+                Failure {
+                    request: None,
+                    intended_unix_ns: 0,
+                    kernel,
+                    join: JoinKind::KernelOnly,
+                },
+            );
+            conns.note_failure(id, cause, false);
+        }
+        kernel_only.len() as u64
+    }
+}
+
+/// The report's join counts from the loadgen summary.
+fn joins(loadgen: &LoadgenSummary) -> Joins {
+    Joins {
+        loadgen_connections: loadgen.connections,
+        connections_by_cookie: loadgen.connections_joined_cookie,
+        connections_by_tuple_time: loadgen.connections_joined_tuple_time,
+        failures_by_cookie: loadgen.failures_joined_cookie,
+        failures_by_tuple_time: loadgen.failures_joined_tuple_time,
+        failures_loadgen_only: loadgen.failures_loadgen_only,
+    }
+}
+
+/// The raw backend's "kernel" events were read off the wire and played by its tracker:
+/// say so in the evidence a ticket will quote.
+fn label_wire_evidence(causes: &mut [Cause], unattributed: &mut Unattributed) {
+    let examples = causes
+        .iter_mut()
+        .flat_map(|c| c.examples.iter_mut())
+        .chain(unattributed.examples.iter_mut());
+    for e in examples.flat_map(|x| x.evidence.iter_mut()) {
+        if e.source == Source::Kernel {
+            e.source = Source::Wire;
+        }
     }
 }
 

@@ -36,28 +36,7 @@ fn render(r: &Report) -> String {
     if r.causes.is_empty() && t.unattributed == 0 {
         out.push_str("No failures.\n\n");
     } else {
-        out.push_str("| # | cause | failures | share | confidence |\n|---:|---|---:|---:|---|\n");
-        for c in &r.causes {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` {} | {} | {} | {} |",
-                c.rank,
-                c.id,
-                escape(&c.title),
-                thousands(c.count),
-                percent(c.share),
-                c.confidence.level.as_str()
-            );
-        }
-        if t.unattributed > 0 {
-            let _ = writeln!(
-                out,
-                "| – | unattributed (no rule matched) | {} | {} | – |",
-                thousands(r.unattributed.count),
-                percent(r.unattributed.share)
-            );
-        }
-        out.push('\n');
+        summary_table(&mut out, r);
     }
     for c in r.causes.iter().take(DETAILED) {
         let _ = writeln!(out, "#### {}. `{}` — {}\n", c.rank, c.id, escape(&c.title));
@@ -84,6 +63,40 @@ fn render(r: &Report) -> String {
         );
         let _ = writeln!(out, "- **what to do:** {}\n", escape(&c.hint));
     }
+    run_line(&mut out, r);
+    out
+}
+
+/// The ranked causes as a table, unattributed last.
+fn summary_table(out: &mut String, r: &Report) {
+    out.push_str("| # | cause | failures | share | confidence |\n|---:|---|---:|---:|---|\n");
+    for c in &r.causes {
+        let _ = writeln!(
+            out,
+            "| {} | `{}` {} | {} | {} | {} |",
+            c.rank,
+            c.id,
+            escape(&c.title),
+            thousands(c.count),
+            percent(c.share),
+            c.confidence.level.as_str()
+        );
+    }
+    if r.totals.unattributed > 0 {
+        let _ = writeln!(
+            out,
+            "| – | unattributed (no rule matched) | {} | {} | – |",
+            thousands(r.unattributed.count),
+            percent(r.unattributed.share)
+        );
+    }
+    out.push('\n');
+}
+
+/// The run's facts on one line: version, backend, probes, losses, files.
+fn run_line(out: &mut String, r: &Report) {
+    let run = &r.run;
+    let t = &r.totals;
     let files: Vec<String> = run
         .kernel_files
         .iter()
@@ -117,7 +130,6 @@ fn render(r: &Report) -> String {
             format!(" · files: {}", files.join(", "))
         }
     );
-    out
 }
 
 /// Keeps table cells and bullets intact: pipes escaped, newlines flattened.

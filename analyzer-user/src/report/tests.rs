@@ -44,6 +44,37 @@ pub(crate) fn scenario(test: &str) -> Scenario {
     kernel.extend(on_port(server_rst(1, 7, 300, 10), 4));
     kernel.sort_by_key(|e| e.ts_unix_ns);
 
+    let mut lines = connect_lines();
+    lines.extend(goaway_lines());
+    lines.push(request_line(&req(
+        8,
+        Some(Class::Other),
+        Phase::Body,
+        Some(800),
+        600,
+    )));
+    lines.push(request_line(&req(9, None, Phase::Body, Some(900), 700)));
+    lines.extend(tls_lines());
+    let loadgen = dir.join("events.ndjson");
+    fs::write(
+        &loadgen,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    Scenario {
+        kernel,
+        loadgen,
+        host: HostEvidence {
+            listen_overflows: Some(3),
+            listen_drops: Some(3),
+            port_range: Some((32768, 60999)),
+            ..HostEvidence::default()
+        },
+    }
+}
+
+/// Requests that failed to connect, were reset, or got a 503.
+fn connect_lines() -> Vec<String> {
     let mut refused_req = req(1, Some(Class::ConnectRefused), Phase::Connect, Some(107), 0);
     refused_req.conn.local = None;
     let mut timeout_req = req(
@@ -63,6 +94,32 @@ pub(crate) fn scenario(test: &str) -> Scenario {
         400,
     );
     status.code = 503;
+    vec![
+        request_line(&refused_req),
+        request_line(&req(
+            2,
+            Some(Class::TcpReset),
+            Phase::AwaitHeaders,
+            Some(207),
+            120,
+        )),
+        request_line(&timeout_req),
+        request_line(&status),
+    ]
+}
+
+fn opened(cookie: u64, port: u16) -> ConnStep {
+    ConnStep::Opened {
+        sock_cookie: Some(cookie),
+        local: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        remote: SERVER.parse().unwrap(),
+        connect_us: 50,
+    }
+}
+
+/// An HTTP/2 connection that a GOAWAY (ENHANCE_YOUR_CALM) ends with two requests above
+/// its last stream id.
+fn goaway_lines() -> Vec<String> {
     let goaway = GoAway {
         code: "ENHANCE_YOUR_CALM".into(),
         last_stream_id: 9,
@@ -87,36 +144,7 @@ pub(crate) fn scenario(test: &str) -> Scenario {
         });
         r
     };
-    let tls = TlsFacts {
-        sni: Some("testbed.faultline.test".into()),
-        error: Some("certificate not valid for name".into()),
-        cert: Some(events::model::CertFacts {
-            subject: "CN=FAULTLINE TESTBED DEFAULT CERT".into(),
-            issuer: "CN=faultline testbed CA".into(),
-            names: vec!["FAULTLINE TESTBED DEFAULT CERT".into()],
-            sha256: "cd".repeat(32),
-            not_before: "2026-01-01T00:00:00Z".into(),
-            not_after: "2027-01-01T00:00:00Z".into(),
-        }),
-        ..TlsFacts::default()
-    };
-    let opened = |cookie: u64, port: u16| ConnStep::Opened {
-        sock_cookie: Some(cookie),
-        local: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        remote: SERVER.parse().unwrap(),
-        connect_us: 50,
-    };
-    let lines = [
-        request_line(&refused_req),
-        request_line(&req(
-            2,
-            Some(Class::TcpReset),
-            Phase::AwaitHeaders,
-            Some(207),
-            120,
-        )),
-        request_line(&timeout_req),
-        request_line(&status),
+    vec![
         conn_line(6, 480, opened(600, 40006)),
         conn_line(6, 481, ConnStep::Ready { proto: Proto::H2 }),
         conn_line(
@@ -147,8 +175,25 @@ pub(crate) fn scenario(test: &str) -> Scenario {
                 age_us: 22_000,
             },
         ),
-        request_line(&req(8, Some(Class::Other), Phase::Body, Some(800), 600)),
-        request_line(&req(9, None, Phase::Body, Some(900), 700)),
+    ]
+}
+
+/// A TLS connection whose certificate does not name the server.
+fn tls_lines() -> Vec<String> {
+    let tls = TlsFacts {
+        sni: Some("testbed.faultline.test".into()),
+        error: Some("certificate not valid for name".into()),
+        cert: Some(events::model::CertFacts {
+            subject: "CN=FAULTLINE TESTBED DEFAULT CERT".into(),
+            issuer: "CN=faultline testbed CA".into(),
+            names: vec!["FAULTLINE TESTBED DEFAULT CERT".into()],
+            sha256: "cd".repeat(32),
+            not_before: "2026-01-01T00:00:00Z".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+        }),
+        ..TlsFacts::default()
+    };
+    vec![
         conn_line(10, 800, opened(1000, 40010)),
         conn_line(
             10,
@@ -165,23 +210,7 @@ pub(crate) fn scenario(test: &str) -> Scenario {
             Some(1000),
             800,
         )),
-    ];
-    let loadgen = dir.join("events.ndjson");
-    fs::write(
-        &loadgen,
-        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    )
-    .unwrap();
-    Scenario {
-        kernel,
-        loadgen,
-        host: HostEvidence {
-            listen_overflows: Some(3),
-            listen_drops: Some(3),
-            port_range: Some((32768, 60999)),
-            ..HostEvidence::default()
-        },
-    }
+    ]
 }
 
 fn report_of(s: &Scenario, opts: AnalysisOptions) -> Report {

@@ -3,7 +3,10 @@
 use std::fmt::Write as _;
 
 use super::{Cause, Example, Report, duration, percent, thousands};
-use crate::rules::{Evidence, Source};
+use crate::{
+    raw::source::CaptureReport,
+    rules::{Evidence, Source},
+};
 
 /// Evidence lines shown per cause.
 const EVIDENCE_LINES: usize = 4;
@@ -169,21 +172,7 @@ fn run_facts(out: &mut String, r: &Report) {
         }
     );
     if let Some(cap) = &run.capture {
-        let _ = writeln!(
-            out,
-            "  backend raw (AF_PACKET on {}): {} packets, {} dropped by the kernel, {} connections followed{}",
-            cap.interfaces
-                .iter()
-                .map(|i| i.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            thousands(cap.interfaces.iter().map(|i| i.packets).sum()),
-            thousands(cap.drops()),
-            thousands(cap.track.flows),
-            run.backend_notice
-                .as_ref()
-                .map_or(String::new(), |n| format!(" ({n})"))
-        );
+        capture_line(out, cap, run.backend_notice.as_deref());
     }
     let _ = writeln!(
         out,
@@ -237,6 +226,23 @@ fn run_facts(out: &mut String, r: &Report) {
     for w in &run.warnings {
         let _ = writeln!(out, "  warning: {w}");
     }
+}
+
+/// What the raw backend captured, and why it ran (an `auto` fallback).
+fn capture_line(out: &mut String, cap: &CaptureReport, notice: Option<&str>) {
+    let _ = writeln!(
+        out,
+        "  backend raw (AF_PACKET on {}): {} packets, {} dropped by the kernel, {} connections followed{}",
+        cap.interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        thousands(cap.interfaces.iter().map(|i| i.packets).sum()),
+        thousands(cap.drops()),
+        thousands(cap.track.flows),
+        notice.map_or(String::new(), |n| format!(" ({n})"))
+    );
 }
 
 /// The JSON name of a serde unit enum value.

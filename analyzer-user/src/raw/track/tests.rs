@@ -6,6 +6,7 @@ use analyzer_common::EventKind;
 use wire::packet::{Segment, TcpFlags, TcpOptions};
 
 use super::*;
+use crate::event::KernelEvent;
 
 const C: &str = "127.0.0.1:40000";
 const S: &str = "127.0.0.1:8080";
