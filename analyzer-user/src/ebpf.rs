@@ -1,6 +1,6 @@
 //! The eBPF backend: reading tracepoint layouts from tracefs ([`tracefs`]), naming this
-//! kernel's numbers ([`kernel_names`]), loading and attaching the kernel programs and
-//! draining their ring buffer ([`probe`]), and decoding its records ([`decode`]).
+//! kernel's numbers (`kernel_names`), loading and attaching the kernel programs and
+//! draining their ring buffer ([`probe`]), and decoding its records (`decode`).
 //! Everything here is eBPF-only; what the raw backend shares with it lives outside (the
 //! events in `event`, the run facts in `recording`).
 pub(crate) mod decode;

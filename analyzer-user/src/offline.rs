@@ -1,6 +1,6 @@
 //! Post-mortem reports: `analyzer report --kernel kernel.ndjson --loadgen events.ndjson
 //! --format json|text|markdown` runs the same analysis as `attach` over recorded files
-//! (the kernel log is read by [`crate::kernel_log`]), and the report's renderings
+//! (the kernel log is read by `kernel_log`), and the report's renderings
 //! ([`Format`], [`Report::render`]).
 use std::path::PathBuf;
 

@@ -15,6 +15,6 @@ pub mod tls;
 // The capture side (the AF_PACKET capture and its socket filter live in
 // loadgen::packets, shared with the packet tools): the per-connection inspector, the TCP tracker that plays the
 // kernel's events, and the session source that runs them.
-pub mod flow;
-pub mod source;
-pub mod track;
+pub(crate) mod flow;
+pub(crate) mod source;
+pub(crate) mod track;

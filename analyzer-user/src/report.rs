@@ -139,7 +139,7 @@ pub struct Joins {
 pub struct Cause {
     /// 1 for the most frequent.
     pub rank: u32,
-    /// Stable snake_case id (see [`crate::rules`]).
+    /// Stable snake_case id (see the `rules` module).
     pub id: String,
     /// What splits the cause (a code, a status, a reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]

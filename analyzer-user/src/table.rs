@@ -31,9 +31,7 @@ use crate::{event::KernelEvent, names::TcpState};
 mod index;
 mod record;
 pub use index::Connections;
-pub use record::{
-    Closer, ConnRecord, End, JoinKind, KernelFacts, ListenerRecord, ResetSent, Role, TimelineEntry,
-};
+pub use record::{ConnRecord, End, JoinKind, ListenerRecord, ResetSent, Role, TimelineEntry};
 
 /// A connection's 4-tuple, `(local, remote)`.
 pub type Tuple = (SocketAddr, SocketAddr);
@@ -157,12 +155,8 @@ impl ConnTable {
         }
     }
 
-    /// Packet drops so far, by the kernel's reason name.
-    pub fn drop_reasons(&self) -> &BTreeMap<String, u64> {
-        &self.drop_reasons
-    }
-
     /// The live record of a socket (tests, live displays).
+    #[cfg(test)]
     pub fn live(&self, skaddr: u64) -> Option<&ConnRecord> {
         self.live.get(&skaddr)
     }

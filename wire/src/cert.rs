@@ -103,6 +103,21 @@ impl CertFact {
         self.san_dns.iter().cloned().chain(ips).collect()
     }
 
+    /// True when this certificate is valid for `name`, by RFC 6125 section 6 through
+    /// [`names_cover`]: a DNS name against the dNSName SANs; an IP address (bare or in
+    /// brackets: SNI cannot carry one, but a caller may know the address dialled) against
+    /// the iPAddress SANs only, never against a dNSName spelled like an address.
+    pub fn is_valid_for(&self, name: &str) -> bool {
+        let bare = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return self.san_ips.contains(&ip);
+        }
+        names_cover(&self.san_dns, name)
+    }
+
     /// A short name for messages ("presented TRAEFIK DEFAULT CERT"): the subject CN,
     /// else the first DNS SAN, else the subject.
     pub fn presented_name(&self) -> &str {
@@ -185,5 +200,23 @@ mod tests {
             !names_cover(&["*.0.0.1".to_owned()], "10.0.0.1"),
             "no wildcard for IPs"
         );
+    }
+
+    #[test]
+    fn is_valid_for_checks_dns_names_and_ip_addresses_apart() {
+        let cert = CertFact {
+            san_dns: vec!["api.example.com".into(), "127.0.0.2".into()],
+            san_ips: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
+            ..CertFact::default()
+        };
+        assert!(cert.is_valid_for("API.example.com"));
+        assert!(!cert.is_valid_for("other.example.com"));
+        assert!(cert.is_valid_for("127.0.0.1"));
+        assert!(cert.is_valid_for("[::1]"));
+        assert!(
+            !cert.is_valid_for("127.0.0.2"),
+            "a dNSName spelled like an address is not an IP SAN"
+        );
+        assert!(!CertFact::default().is_valid_for("api.example.com"));
     }
 }

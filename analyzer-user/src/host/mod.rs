@@ -26,12 +26,9 @@ pub mod sockets;
 #[cfg(test)]
 mod tests;
 
-pub use counters::{CURATED_COUNTERS, CounterDelta, CounterDeltas, DeltaStatus, Snapshot, delta};
-pub use ports::{PortRange, PortSpan};
-pub use sockets::{
-    CensusSummary, DestinationSummary, NEAR_EXHAUSTION_SHARE, PortPressure, SocketCensus,
-    StateCounts, TcpState, port_pressure, worst_port_pressure,
-};
+pub use counters::{CounterDeltas, Snapshot, delta};
+pub use ports::PortRange;
+pub use sockets::{CensusSummary, PortPressure, SocketCensus, worst_port_pressure};
 
 /// What reading or parsing a host file can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -28,7 +28,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{HostError, ports::PortRange};
-pub use crate::names::TcpState;
+use crate::names::TcpState;
 
 /// Where the kernel lists IPv4 TCP sockets.
 pub const TCP_PATH: &str = "/proc/net/tcp";
@@ -322,26 +322,31 @@ impl SocketCensus {
     }
 
     /// All sockets by state.
+    #[cfg(test)]
     pub fn states(&self) -> &StateCounts {
         &self.states
     }
 
     /// Lines skipped because they did not parse.
+    #[cfg(test)]
     pub fn parse_errors(&self) -> u64 {
         self.parse_errors
     }
 
     /// The first skipped line: `file:line: reason`.
+    #[cfg(test)]
     pub fn first_parse_error(&self) -> Option<&str> {
         self.first_parse_error.as_deref()
     }
 
     /// Number of distinct remote destinations.
+    #[cfg(test)]
     pub fn destination_count(&self) -> usize {
         self.destinations.len()
     }
 
     /// The sockets toward `dest` (an IPv4-mapped IPv6 address is looked up as IPv4).
+    #[cfg(test)]
     pub fn destination(&self, dest: SocketAddr) -> Option<DestinationSummary> {
         let dest = canonical(dest);
         self.destinations.get(&dest).map(|d| summary(dest, d))
@@ -394,6 +399,7 @@ fn summary(dest: SocketAddr, d: &Destination) -> DestinationSummary {
     }
 }
 
+#[cfg(test)]
 fn canonical(a: SocketAddr) -> SocketAddr {
     match a.ip() {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -432,6 +438,7 @@ pub struct PortPressure {
 }
 
 /// The ephemeral port pressure toward `dest` (an IPv4-mapped address counts as IPv4).
+#[cfg(test)]
 pub fn port_pressure(range: &PortRange, census: &SocketCensus, dest: SocketAddr) -> PortPressure {
     let dest = canonical(dest);
     match census.destinations.get(&dest) {

@@ -1,3 +1,5 @@
+//! Tests of the join: loadgen event files against kernel records, by cookie and by
+//! tuple and time.
 use std::{fs, path::Path};
 
 use events::model::{ConnFacts, ConnTag, Phase};

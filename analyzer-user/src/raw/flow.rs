@@ -7,7 +7,7 @@ use wire::packet::{Segment, TcpFlags};
 use super::{
     h2c::{self, H2cDirection, H2cFact, H2cObserver},
     reasm::{Chunk, ReasmConfig, StreamReassembler},
-    tls::{TlsFact, TlsObserver, cert_matches_name},
+    tls::{TlsFact, TlsObserver},
 };
 use crate::event::wire_fact::WireFact;
 
@@ -158,7 +158,7 @@ impl Inspector {
                     not_before_unix_s: leaf.not_before_unix_s,
                     not_after_unix_s: leaf.not_after_unix_s,
                     sni: self.sni.clone(),
-                    matches_sni: self.sni.as_deref().map(|s| cert_matches_name(leaf, s)),
+                    matches_sni: self.sni.as_deref().map(|s| leaf.is_valid_for(s)),
                 }
             }
             TlsFact::Alert(a) => WireFact::TlsAlert {

@@ -7,14 +7,13 @@
 //! says so instead of staying silent. Feed it from the stream's first byte (a capture that
 //! starts mid-connection cannot find record boundaries).
 use tls_parser::{TlsMessage, TlsMessageHandshake};
+use wire::cert::CertFact;
 
 use super::reasm::Chunk;
 
-mod cert;
 mod facts;
 mod hello;
 
-pub use cert::{CertFact, MAX_SAN_ENTRIES, cert_matches_name};
 pub use facts::{AlertFact, CertChainFact, TlsFact, TlsStats, TlsWireError, alert_name};
 pub use hello::{ClientHelloFact, MAX_LISTED, ServerHelloFact, TLS12, TLS13, version_name};
 

@@ -1,3 +1,5 @@
+//! Tests of the report: one scenario with a failure of most kinds, through the analysis,
+//! its JSON (checked against the schema), text and Markdown.
 use std::{fs, path::PathBuf};
 
 use events::model::{

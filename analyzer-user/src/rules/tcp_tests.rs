@@ -1,3 +1,4 @@
+//! Tests of the TCP rules on the kernel sequences of real loopback sockets.
 use super::*;
 use crate::{
     event::KernelEvent,

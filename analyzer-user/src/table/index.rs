@@ -49,25 +49,6 @@ impl Connections {
         }
     }
 
-    /// Connections from records made elsewhere (tests, synthetic inputs).
-    pub fn from_records(records: impl IntoIterator<Item = ConnRecord>) -> Self {
-        let records: BTreeMap<u64, ConnRecord> = records.into_iter().map(|r| (r.id, r)).collect();
-        let counts = TableCounts {
-            tracked: records.len() as u64,
-            closed: records.len() as u64,
-            kept: records.len() as u64,
-            ..TableCounts::default()
-        };
-        Self::new(records, BTreeMap::new(), BTreeMap::new(), counts)
-    }
-
-    /// Adds listeners (tests, synthetic inputs).
-    pub fn with_listeners(mut self, listeners: impl IntoIterator<Item = ListenerRecord>) -> Self {
-        self.listeners
-            .extend(listeners.into_iter().map(|l| (l.local, l)));
-        self
-    }
-
     pub fn get(&self, id: u64) -> Option<&ConnRecord> {
         self.records.get(&id)
     }

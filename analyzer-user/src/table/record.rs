@@ -55,6 +55,10 @@ pub enum Role {
 /// How the record ended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[expect(
+    clippy::enum_variant_names,
+    reason = "LiveAtEnd is the report's live_at_end, a documented JSON value"
+)]
 pub enum End {
     /// `tcp_destroy_sock` was seen.
     Destroyed,

@@ -1,4 +1,6 @@
-use super::*;
+//! Tests of the connection table: kernel sequences in, one record per socket out, memory
+//! bounded.
+use super::{record::Closer, *};
 use crate::rules::fixture::*;
 
 use TcpState::{Close, Established, Listen, SynRecv, SynSent};

@@ -1,7 +1,9 @@
 //! The facts a [`super::TlsObserver`] reports, the errors that stop it, and its counters.
 use std::borrow::Cow;
 
-use super::{CertFact, ClientHelloFact, ServerHelloFact};
+use wire::cert::CertFact;
+
+use super::{ClientHelloFact, ServerHelloFact};
 
 /// What one direction of a TLS connection showed in plaintext.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -300,10 +300,10 @@ fn tls12_handshake_shows_sni_alpn_and_certificates() {
     assert_eq!(leaf.sha256, want);
     assert_eq!(leaf.parse_error, None);
     assert_eq!(certs.certs[1].subject_cn.as_deref(), Some(CA_CN));
-    assert!(cert_matches_name(leaf, ch.sni.as_deref().unwrap()));
-    assert!(cert_matches_name(leaf, "x.svc.example.test"));
-    assert!(cert_matches_name(leaf, "127.0.0.1"));
-    assert!(!cert_matches_name(leaf, "other.example.test"));
+    assert!(leaf.is_valid_for(ch.sni.as_deref().unwrap()));
+    assert!(leaf.is_valid_for("x.svc.example.test"));
+    assert!(leaf.is_valid_for("127.0.0.1"));
+    assert!(!leaf.is_valid_for("other.example.test"));
     assert_eq!(
         events::time::rfc3339_s(leaf.not_before_unix_s),
         "2024-01-01T00:00:00Z"
@@ -416,7 +416,7 @@ fn tls12_default_certificate_is_a_name_mismatch_seen_on_the_wire() {
     let (s2c, _) = observe(&t.s2c);
     let sni = client_hello(&c2s).sni.clone().unwrap();
     let leaf = chain(&s2c).and_then(CertChainFact::leaf).unwrap();
-    assert!(!cert_matches_name(leaf, &sni));
+    assert!(!leaf.is_valid_for(&sni));
     assert_eq!(leaf.presented_name(), DEFAULT_CN);
     // rustls reports NotValidForName with the bad_certificate alert (RFC 8446 section 6.2).
     let a = alerts(&c2s);

@@ -434,14 +434,14 @@ fn cert_name_matching_follows_rfc6125() {
         ("", false),
         ("*.svc.example.test", false),
     ] {
-        assert_eq!(cert_matches_name(&cert, name), ok, "{name}");
+        assert_eq!(cert.is_valid_for(name), ok, "{name}");
     }
     let dns_ip = CertFact {
         san_dns: vec!["127.0.0.1".into()],
         ..CertFact::default()
     };
     assert!(
-        !cert_matches_name(&dns_ip, "127.0.0.1"),
+        !dns_ip.is_valid_for("127.0.0.1"),
         "an IP never matches a dNSName"
     );
 }
@@ -452,5 +452,5 @@ fn unparsable_certificate_keeps_its_fingerprint() {
     assert!(c.parse_error.is_some());
     assert_eq!(c.der_len_bytes, 17);
     assert_eq!(c.sha256_hex().len(), 64);
-    assert!(!cert_matches_name(&c, "x.example"));
+    assert!(!c.is_valid_for("x.example"));
 }
