@@ -2,12 +2,14 @@
 //! connection lifecycle steps, stamped with the run's clock.
 use std::{net::SocketAddr, time::Instant};
 
-use events::time::{now_unix_ns, rfc3339_ns};
-use tokio::sync::mpsc;
-
-use events::model::{
-    Class, ConnEvent, ConnFacts, ConnStep, ConnTag, H2Facts, Phase, RequestEvent, RequestTag,
+use events::{
+    model::{
+        Class, CloseHow, ConnEvent, ConnFacts, ConnStep, ConnTag, H2Facts, Phase, RequestEvent,
+        RequestTag,
+    },
+    time::{now_unix_ns, rfc3339_ns},
 };
+use tokio::sync::mpsc;
 
 /// What workers send to the consumer.
 #[derive(Debug)]
@@ -148,6 +150,18 @@ impl Recorder {
             step,
         };
         let _ = self.tx.send(Msg::Conn(Box::new(ev))).await;
+    }
+
+    /// Records that the connection `state` describes closed now, `how`, with the
+    /// requests it served and its age.
+    pub async fn closed(&self, state: &ConnState, how: CloseHow, error: String) {
+        let step = ConnStep::Closed {
+            how,
+            error,
+            requests: state.requests,
+            age_us: state.opened.elapsed().as_micros() as u64,
+        };
+        self.conn(state.conn_id, Instant::now(), step).await;
     }
 }
 

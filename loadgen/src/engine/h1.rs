@@ -23,7 +23,7 @@ use crate::{
     classify::{classify_hyper, close_how, find_io},
     record::{ConnState, Failure, Outcome},
 };
-use events::model::{Class, CloseHow, ConnStep, Phase};
+use events::model::{Class, CloseHow, Phase};
 
 /// The connection task hyper hands back, spawned.
 type Driver = tokio::task::JoinHandle<hyper::Result<()>>;
@@ -76,18 +76,7 @@ pub async fn run(ctx: &Ctx, origin: &Origin, opened: Opened, first: Job) -> Opti
         None => driver_end(&mut driver).await,
     };
     driver.abort();
-    ctx.rec
-        .conn(
-            state.conn_id,
-            Instant::now(),
-            ConnStep::Closed {
-                how,
-                error,
-                requests: state.requests,
-                age_us: state.opened.elapsed().as_micros() as u64,
-            },
-        )
-        .await;
+    ctx.rec.closed(&state, how, error).await;
     leftover
 }
 

@@ -80,7 +80,7 @@ pub async fn run(ctx: &Arc<Ctx>, origin: &Origin, opened: Opened, first: Job) ->
         Err(e) => (CloseHow::Error, e.to_string()),
     };
     let st = conn.state.lock().unwrap().clone();
-    closed(ctx, &st, how, error).await;
+    ctx.rec.closed(&st, how, error).await;
     leftover
 }
 
@@ -102,7 +102,7 @@ async fn handshake_failed(
     ctx.fail_job(first, state.facts(Instant::now(), 0), failure)
         .await;
     emit_frames(ctx, state.conn_id, handle).await;
-    closed(ctx, state, close_how(class), e.to_string()).await;
+    ctx.rec.closed(state, close_how(class), e.to_string()).await;
 }
 
 /// Pulls jobs onto streams, at most `max_streams_per_conn` at once, until the queue is
@@ -338,19 +338,4 @@ async fn emit_frames(ctx: &Ctx, conn_id: u64, tap: &TapHandle) {
             .conn(conn_id, Instant::now(), ConnStep::Frame { frame })
             .await;
     }
-}
-
-async fn closed(ctx: &Ctx, state: &ConnState, how: CloseHow, error: String) {
-    ctx.rec
-        .conn(
-            state.conn_id,
-            Instant::now(),
-            ConnStep::Closed {
-                how,
-                error,
-                requests: state.requests,
-                age_us: state.opened.elapsed().as_micros() as u64,
-            },
-        )
-        .await;
 }
