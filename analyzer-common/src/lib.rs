@@ -9,6 +9,9 @@
 //! tracepoint has and leaves the rest zero. One layout type, [`TpLayout`], says where each
 //! field sits in a tracepoint's raw record on the running kernel (read from tracefs at
 //! load time), so one generic reader in the kernel serves all programs.
+//!
+//! It must never depend on std or on another faultline crate: the kernel programs link
+//! it, and only aya (under the `user` feature) and serde may be added on the user side.
 #![no_std]
 
 use core::mem::size_of;

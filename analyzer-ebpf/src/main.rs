@@ -1,5 +1,8 @@
 //! faultline's kernel programs: tracepoint handlers that record TCP evidence into a ring
 //! buffer for the analyzer. One file per hook under `probes/`; shared maps live here.
+//!
+//! It depends on `analyzer-common` (the record layouts) and aya-ebpf only, never on a
+//! std crate: it runs in the kernel's verifier, built for `bpfel-unknown-none`.
 #![no_std]
 #![no_main]
 

@@ -6,6 +6,11 @@
 //! first byte), and HTTP/1.1 or HTTP/2 (ALPN after TLS, the prior-knowledge preface for
 //! h2c). Start it in-process with [`Testbed::start`] or run the `testbed` binary.
 //!
+//! The testbed depends on no faultline crate (it must stay a neutral server the tools
+//! are judged against); the end-to-end tests under `tests/` drive `loadgen` and the
+//! analyzer through their libraries. [`flagdoc`] renders their clap commands for the
+//! README's flag reference.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), testbed::Error> {
 //! let config = testbed::Config::with_specs(["ok", "rst:after=1"])?;

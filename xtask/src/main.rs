@@ -2,6 +2,9 @@
 //! and says what it runs.
 //!
 //! Exit codes: 0 success, 1 a step failed (named in the error), 2 bad usage.
+//!
+//! It must never depend on a faultline crate: it builds them, and has to compile on a
+//! fresh machine before the kernel object the analyzer embeds exists.
 mod demo;
 mod ebpf;
 mod layout;
