@@ -2,7 +2,7 @@
 //! the end, every failure attributed, the report out.
 use std::{collections::BTreeMap, path::PathBuf};
 
-use events::ndjson::ReadError;
+use events::{model::RequestEvent, ndjson::ReadError};
 
 use super::{
     Cause, Joins, REPORT_SCHEMA_VERSION, Report, Run, Totals, Unattributed,
@@ -10,9 +10,9 @@ use super::{
 };
 use crate::{
     event::KernelEvent,
-    join::{LoadgenSummary, join_loadgen},
+    join::{LoadgenConn, LoadgenSummary, join_loadgen},
     rules::{Case, HostEvidence, RuleOptions, Source, attribute},
-    table::{ConnRecord, ConnTable, Connections, JoinKind, TableConfig, TableCounts},
+    table::{ConnTable, Connections, JoinKind, TableConfig, TableCounts},
 };
 
 /// How the analysis runs.
@@ -200,30 +200,14 @@ impl Judging<'_> {
         agg: &mut Aggregator,
     ) -> Result<LoadgenSummary, ReadError> {
         join_loadgen(files, conns, slack_ns, |conns, f| {
-            let (kernel, peer) = case_for(conns, f.kernel);
-            let remote = kernel.and_then(|k| k.remote).or(f.request.conn.remote);
-            let case = Case {
+            let subject = Subject {
                 request: Some(f.request),
                 intended_unix_ns: f.intended_unix_ns,
                 conn: f.conn,
-                kernel,
-                peer,
-                listener: remote.and_then(|r| conns.listener_for(r)),
-                kernel_seen: self.kernel_seen,
-                drop_reasons: self.drop_reasons,
-                host: self.host,
-                opts: self.rules,
+                kernel_id: f.kernel,
+                join: f.join,
             };
-            let cause = judge(
-                agg,
-                &case,
-                Failure {
-                    request: Some(f.request),
-                    intended_unix_ns: f.intended_unix_ns,
-                    kernel,
-                    join: f.join,
-                },
-            );
+            let cause = self.judge_one(conns, agg, subject);
             if let Some(id) = f.kernel {
                 conns.note_failure(id, cause, true);
             }
@@ -239,35 +223,57 @@ impl Judging<'_> {
             .map(|r| r.id)
             .collect();
         for &id in &kernel_only {
-            let (kernel, peer) = case_for(conns, Some(id));
-            let case = Case {
+            let subject = Subject {
                 request: None,
                 intended_unix_ns: 0,
                 conn: None,
-                kernel,
-                peer,
-                listener: kernel
-                    .and_then(|k| k.remote)
-                    .and_then(|r| conns.listener_for(r)),
-                kernel_seen: self.kernel_seen,
-                drop_reasons: self.drop_reasons,
-                host: self.host,
-                opts: self.rules,
+                kernel_id: Some(id),
+                join: JoinKind::KernelOnly,
             };
-            let cause = judge(
-                agg,
-                &case,
-                Failure {
-                    request: None,
-                    intended_unix_ns: 0,
-                    kernel,
-                    join: JoinKind::KernelOnly,
-                },
-            );
+            let cause = self.judge_one(conns, agg, subject);
             conns.note_failure(id, cause, false);
         }
         kernel_only.len() as u64
     }
+
+    /// Judges one failure with the kernel's record of its connection (and this host's
+    /// socket at the other end, and the listener it went to); returns the cause id.
+    fn judge_one(&self, conns: &Connections, agg: &mut Aggregator, s: Subject<'_>) -> &'static str {
+        let kernel = s.kernel_id.and_then(|id| conns.get(id));
+        let remote = kernel
+            .and_then(|k| k.remote)
+            .or(s.request.and_then(|r| r.conn.remote));
+        let case = Case {
+            request: s.request,
+            intended_unix_ns: s.intended_unix_ns,
+            conn: s.conn,
+            kernel,
+            peer: kernel.and_then(|k| conns.peer_of(k)),
+            listener: remote.and_then(|r| conns.listener_for(r)),
+            kernel_seen: self.kernel_seen,
+            drop_reasons: self.drop_reasons,
+            host: self.host,
+            opts: self.rules,
+        };
+        let failure = Failure {
+            request: s.request,
+            intended_unix_ns: s.intended_unix_ns,
+            kernel,
+            join: s.join,
+        };
+        judge(agg, &case, failure)
+    }
+}
+
+/// One failure to judge: loadgen's failed request, when there is one, and the kernel
+/// record of its connection, when there is one.
+struct Subject<'a> {
+    request: Option<&'a RequestEvent>,
+    /// The request's intended send time (0 without a request).
+    intended_unix_ns: u64,
+    conn: Option<&'a LoadgenConn>,
+    kernel_id: Option<u64>,
+    join: JoinKind,
 }
 
 /// The report's join counts from the loadgen summary.
@@ -303,15 +309,6 @@ fn judge(agg: &mut Aggregator, case: &Case<'_>, failure: Failure<'_>) -> &'stati
     let cause = verdict.cause;
     agg.add(precedence, verdict, failure);
     cause
-}
-
-/// The kernel record of a failure and this host's socket at its other end.
-fn case_for(
-    conns: &Connections,
-    kernel: Option<u64>,
-) -> (Option<&ConnRecord>, Option<&ConnRecord>) {
-    let kernel = kernel.and_then(|id| conns.get(id));
-    (kernel, kernel.and_then(|k| conns.peer_of(k)))
 }
 
 /// The run metadata: the caller's, completed.
