@@ -26,8 +26,10 @@
 //!     failures no loadgen event explains: the same cause ids, wire evidence.
 //!     Then `rst_possibly_injected` — an RST whose TTL or IP ID does not fit its sender's
 //!     other packets (raw backend), before the rules that take RSTs at face value.
-//! 11. `idle_race` — reset or FIN on a connection idle past the threshold, request sent
-//!     into it. Before 13 and 14, which it refines.
+//! 11. `idle_race` — the request was written into a connection the server had already
+//!     closed (its FIN or RST provably came first: by the clocks, or by the kernel's
+//!     RST in CLOSE_WAIT), or one idle past the threshold. Before 13 and 14, which it
+//!     refines; an RST that follows the write on a busy connection is 13.
 //! 12. `rst_sent_by_this_host` — this host reset the connection first (detail: reason).
 //! 13. `server_abort_mid_request` — RST received in ESTABLISHED with a request in flight.
 //! 14. `peer_fin_outstanding` — peer FIN with a request outstanding.
@@ -98,16 +100,19 @@ pub struct DestPorts {
 pub struct RuleOptions {
     /// A connection idle at least this long before a request is "idle" for `idle_race`.
     pub idle_threshold_ns: u64,
-    /// A peer FIN at most this long after the request was sent still means the request
-    /// raced the close (clocks of loadgen and kernel differ by this much at most).
-    pub race_window_ns: u64,
+    /// How far apart loadgen's and the kernel's wall-clock readings of one instant can
+    /// be: both map CLOCK_MONOTONIC to wall time through an offset read once at their
+    /// start, so they differ by the microseconds between two clock reads (more only if
+    /// the wall clock was stepped between the two starts). A close counts as before the
+    /// request's write only when it precedes it by more than this.
+    pub clock_skew_ns: u64,
 }
 
 impl Default for RuleOptions {
     fn default() -> Self {
         Self {
             idle_threshold_ns: 1_000_000_000,
-            race_window_ns: 5_000_000,
+            clock_skew_ns: 200_000,
         }
     }
 }

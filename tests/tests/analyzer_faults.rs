@@ -242,9 +242,10 @@ fn rst_is_a_server_abort_in_established() {
 }
 
 #[test]
-fn rst_between_requests_on_a_kept_alive_connection_is_an_idle_race() {
-    // The server answers one request, then aborts the idle connection; the next request
-    // goes into a connection the kernel already saw reset.
+fn rst_answering_the_next_request_is_a_server_abort_not_an_idle_race() {
+    // The server answers one request, then resets the connection when the next request
+    // arrives: the RST follows the write on a connection idle well under the threshold,
+    // so the server aborted mid-request; nothing proves a race with an idle close.
     let r = analyze(
         "rst:after=1",
         Client::Loadgen(&[
@@ -257,8 +258,16 @@ fn rst_between_requests_on_a_kept_alive_connection_is_an_idle_race() {
             "500ms",
         ]),
     );
-    let t = assert_top(&r, "idle_race");
-    assert!(text(t).contains("RST"), "{t:#}");
+    let t = assert_top(&r, "server_abort_mid_request");
+    assert!(
+        text(t).contains("after the request was written"),
+        "the RST follows the write: {t:#}"
+    );
+    let causes = r["causes"].as_array().unwrap();
+    assert!(
+        causes.iter().all(|c| c["id"] != "idle_race"),
+        "no idle race claimed: {r:#}"
+    );
 }
 
 #[test]

@@ -38,11 +38,15 @@ fn fin_then_rst(k: Option<&ConnRecord>) -> Option<(&ConnRecord, u64, u64)> {
     Some((k, f.peer_fin_unix_ns?, f.rst_received_unix_ns?))
 }
 
-/// A reset or FIN on a connection that sat idle past the threshold (or that the kernel
-/// saw closed before the request was written): the request was sent into a connection
-/// the server was closing. loadgen: `tcp_reset`/`peer_eof` in write or await_headers on
-/// a reused connection. Kernel alone: the peer's FIN, then an RST in CLOSE_WAIT (data was
-/// sent after the server closed).
+/// The request was sent into a connection the server was closing. loadgen: `tcp_reset`
+/// / `peer_eof` in write or await_headers on a reused connection, where the server's FIN
+/// or RST provably came before the write (earlier than the write by more than the clock
+/// skew, or the kernel's RST in CLOSE_WAIT answering data sent after a FIN that came
+/// while the connection was idle), or where the connection sat idle past the threshold.
+/// A close that came after the write on a busy connection is not a race: the server
+/// reacted to the request (`server_abort_mid_request`, `peer_fin_outstanding`). Kernel
+/// alone: the peer's FIN, then an RST in CLOSE_WAIT (data was sent after the server
+/// closed).
 pub fn idle_race(case: &Case<'_>) -> Option<Verdict> {
     let opts = case.opts;
     let k = case.kernel;
@@ -62,8 +66,7 @@ pub fn idle_race(case: &Case<'_>) -> Option<Verdict> {
                     .map(|t| (t, "peer FIN"))
                     .or(k.facts.rst_received_unix_ns.map(|t| (t, "RST")))
             });
-            let raced =
-                closed.filter(|(t, _)| *t >= idle_start && *t <= sent + opts.race_window_ns);
+            let raced = race_proof(case.kernel, closed, idle_start, sent, opts.clock_skew_ns);
             if raced.is_none() && idle_ns < opts.idle_threshold_ns {
                 return None;
             }
@@ -86,12 +89,7 @@ pub fn idle_race(case: &Case<'_>) -> Option<Verdict> {
                 ));
             }
             match raced {
-                Some((_, what)) => Confidence::new(
-                    Level::High,
-                    format!(
-                        "the kernel saw the server's {what} arrive before the request was written, while the connection was idle"
-                    ),
-                ),
+                Some(why) => Confidence::new(Level::High, why),
                 None => Confidence::new(
                     Level::Medium,
                     format!(
@@ -138,6 +136,33 @@ pub fn idle_race(case: &Case<'_>) -> Option<Verdict> {
         confidence,
         evidence,
         hint: "the server's keep-alive idle timeout is shorter than the client's: make the client's idle timeout shorter than the server's (or the server's longer), or retry idempotent requests that fail on reused connections".into(),
+    })
+}
+
+/// Why the server's close provably came before the request's write, if it did: the
+/// `closed` event (time, what) fell in the idle gap earlier than the write by more than
+/// `skew_ns`, or the kernel saw the peer's FIN during the idle gap and then an RST in
+/// CLOSE_WAIT, which answers data sent after the FIN (the request: nothing else was in
+/// flight on an idle connection). The kernel's order needs no clock.
+fn race_proof(
+    kernel: Option<&ConnRecord>,
+    closed: Option<(u64, &str)>,
+    idle_start: u64,
+    sent: u64,
+    skew_ns: u64,
+) -> Option<String> {
+    if let Some((_, fin, _)) = fin_then_rst(kernel).filter(|(_, fin, _)| *fin >= idle_start) {
+        return Some(format!(
+            "the kernel saw the server's FIN while the connection was idle ({}), then an RST in CLOSE_WAIT answering the request written after it",
+            relative(fin, sent, "the request was written")
+        ));
+    }
+    let (t, what) = closed?;
+    (t >= idle_start && t.saturating_add(skew_ns) <= sent).then(|| {
+        format!(
+            "the kernel saw the server's {what} arrive {}, while the connection was idle",
+            relative(t, sent, "the request was written")
+        )
     })
 }
 

@@ -2,7 +2,7 @@
 use super::*;
 use crate::{
     event::KernelEvent,
-    rules::fixture::*,
+    rules::{attribute, fixture::*},
     table::{ConnRecord, ResetSent},
 };
 
@@ -45,6 +45,50 @@ fn idle_race_high_when_the_fin_came_before_the_request() {
         "{:?}",
         v.evidence
     );
+}
+
+#[test]
+fn an_rst_after_the_write_on_a_busy_connection_is_the_server_aborting_not_a_race() {
+    // The RST arrives 0.1 ms after the request was written, on a connection idle 30 ms:
+    // the server reacted to the request (testbed `rst:after=1`, a firewall's reset).
+    let mut fx = reused(Class::TcpReset, Phase::AwaitHeaders, 30, 0)
+        .with_kernel(&server_rst(1, 7, 0, 10_000));
+    fx.intended = at(10_000) - 100_000;
+    assert!(idle_race(&fx.case()).is_none());
+    let (_, v) = attribute(&fx.case());
+    assert_eq!(v.cause, "server_abort_mid_request");
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.what.contains("0.1 ms after the request was written")),
+        "{:?}",
+        v.evidence
+    );
+}
+
+#[test]
+fn a_close_counts_as_before_the_write_only_beyond_the_clock_skew() {
+    // The server's FIN 2 ms before the write, connection idle 30 ms: provably a race.
+    let fx = reused(Class::PeerEof, Phase::AwaitHeaders, 30, 10_000)
+        .with_kernel(&peer_fin(1, 7, 0, 9_998));
+    let v = idle_race(&fx.case()).unwrap();
+    assert_eq!(v.confidence.level, Level::High);
+    assert!(
+        v.confidence
+            .why
+            .contains("2.0 ms before the request was written"),
+        "{:?}",
+        v.confidence
+    );
+    // 0.1 ms before: within what the two clocks can disagree by, so not proven.
+    let mut fx =
+        reused(Class::PeerEof, Phase::AwaitHeaders, 30, 0).with_kernel(&peer_fin(1, 7, 0, 10_000));
+    fx.intended = at(10_000) + 100_000;
+    assert!(idle_race(&fx.case()).is_none());
+    // A FIN during the previous request (before the idle gap) proves nothing either.
+    let fx =
+        reused(Class::TcpReset, Phase::Write, 30, 10_000).with_kernel(&fin_then_rst(9_900, 10_001));
+    assert!(idle_race(&fx.case()).is_none());
 }
 
 #[test]
