@@ -47,6 +47,8 @@ pub trait Sink {
 /// What is known when recording starts.
 #[derive(Clone, Copy, Debug)]
 pub struct Attached<'a> {
+    /// `ebpf` or `raw`.
+    pub backend: &'static str,
     /// `uname -r`.
     pub kernel_release: &'a str,
     pub started_unix_ns: u64,
@@ -106,6 +108,7 @@ pub async fn run(
     let kernel_release = kernel_release();
     opts.status.send(Status::Attached(&attach_report));
     sink.attached(&Attached {
+        backend: source.name(),
         kernel_release: &kernel_release,
         started_unix_ns,
         probes: &attach_report,
@@ -115,7 +118,7 @@ pub async fn run(
     if let Some(r) = &opts.ready {
         let _ = r.send(());
     }
-    let mut tally = Tally::new(opts.pid);
+    let mut tally = Tally::new(opts.filter.pid);
     record(&mut source, opts, stop, &mut tally, sink).await?;
     opts.status.send(Status::Stopped);
     let end_unix_ns = events::time::now_unix_ns();

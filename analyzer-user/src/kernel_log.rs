@@ -62,6 +62,8 @@ pub struct KernelLogMeta {
     pub analyzer_version: String,
     /// `uname -r`.
     pub kernel_release: String,
+    /// `ebpf` or `raw`; empty in logs written before it was recorded.
+    pub backend: String,
     pub started_unix_ns: u64,
     pub probes: AttachReport,
     pub filters: FilterConfig,
@@ -71,6 +73,7 @@ pub struct KernelLogMeta {
 impl KernelLogHeader {
     /// The header for a recording starting now with these probes and names.
     pub fn new(
+        backend: &str,
         kernel_release: String,
         started_unix_ns: u64,
         probes: AttachReport,
@@ -82,6 +85,7 @@ impl KernelLogHeader {
                 format: KERNEL_LOG_FORMAT,
                 analyzer_version: env!("CARGO_PKG_VERSION").to_owned(),
                 kernel_release,
+                backend: backend.to_owned(),
                 started_unix_ns,
                 probes,
                 filters,

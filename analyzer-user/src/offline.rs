@@ -106,6 +106,9 @@ fn apply_header(run: &mut Run, m: KernelLogMeta) {
         ));
     }
     run.kernel_release = m.kernel_release;
+    if !m.backend.is_empty() {
+        run.backend = m.backend;
+    }
     if run.started_unix_ns == 0 || m.started_unix_ns < run.started_unix_ns {
         run.started_unix_ns = m.started_unix_ns;
     }

@@ -35,7 +35,8 @@ pub struct ProbeStats {
     pub track_full: u64,
 }
 
-/// What the kernel programs record: ports and addresses (either end of a connection).
+/// What the recording keeps: ports and addresses (either end of a connection, filtered
+/// in the kernel), and the owner process (filtered in user space).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterConfig {
     /// Local or remote ports; empty means every port.
@@ -44,4 +45,9 @@ pub struct FilterConfig {
     pub addrs: Vec<IpAddr>,
     /// Also record packet drops that name no receiving socket (host-wide).
     pub all_drops: bool,
+    /// Keep only sockets whose `connect()` ran in this process (learned from the
+    /// transition to SYN_SENT, which runs in the caller's context). Sockets connected
+    /// before the session, and server-side sockets, have no known pid and are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }

@@ -25,7 +25,9 @@
 //!     Also from the raw backend's capture (`tls_from_wire`, `h2_from_wire`), for
 //!     failures no loadgen event explains: the same cause ids, wire evidence.
 //!     Then `rst_possibly_injected` — an RST whose TTL or IP ID does not fit its sender's
-//!     other packets (raw backend), before the rules that take RSTs at face value.
+//!     other packets (raw backend), or, from the eBPF backend, an RST from a server on
+//!     this host that none of this host's sockets sent; before the rules that take RSTs
+//!     at face value.
 //! 11. `idle_race` — the request was written into a connection the server had already
 //!     closed (its FIN or RST provably came first: by the clocks, or by the kernel's
 //!     RST in CLOSE_WAIT), or one idle past the threshold. Before 13 and 14, which it
@@ -106,6 +108,11 @@ pub struct RuleOptions {
     /// the wall clock was stepped between the two starts). A close counts as before the
     /// request's write only when it precedes it by more than this.
     pub clock_skew_ns: u64,
+    /// Every RST this host's sockets sent was recorded: the eBPF backend (tcp_send_reset
+    /// fires for full, time-wait and socketless resets alike), no `--pid` filter (it
+    /// leaves server sockets out), no event lost. Only then is an RST that no socket of
+    /// this host sent evidence of a forged one. Set by the analysis from the run.
+    pub local_resets_recorded: bool,
 }
 
 impl Default for RuleOptions {
@@ -113,6 +120,7 @@ impl Default for RuleOptions {
         Self {
             idle_threshold_ns: 1_000_000_000,
             clock_skew_ns: 200_000,
+            local_resets_recorded: false,
         }
     }
 }

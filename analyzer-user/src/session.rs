@@ -84,6 +84,7 @@ impl attach::Sink for Live {
     fn attached(&mut self, a: &Attached<'_>) -> Result<()> {
         if let Some(p) = &self.log_path {
             let header = KernelLogHeader::new(
+                a.backend,
                 a.kernel_release.to_owned(),
                 a.started_unix_ns,
                 a.probes.clone(),

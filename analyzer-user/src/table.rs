@@ -197,6 +197,9 @@ impl ConnTable {
                 let max = self.cfg.max_timeline;
                 self.record_for(ev, false).apply(ev, false, max);
                 self.after_apply(ev);
+                if ev.event == EventKind::ReceiveReset {
+                    self.note_peer_at_rst(ev.skaddr);
+                }
             }
         }
     }
@@ -277,6 +280,23 @@ impl ConnTable {
 
     /// After an event on a live socket: index its tuple, adopt orphans, end it if the
     /// event was its destruction.
+    /// Marks whether this host's socket at the other end of `skaddr`'s connection was
+    /// open and traced when its first RST arrived (see `KernelFacts::rst_peer_traced`).
+    fn note_peer_at_rst(&mut self, skaddr: u64) {
+        let Some((l, r)) = self.live.get(&skaddr).and_then(ConnRecord::tuple) else {
+            return;
+        };
+        let traced = self
+            .live_by_tuple
+            .get(&(r, l))
+            .is_some_and(|s| *s != skaddr);
+        if let Some(rec) = self.live.get_mut(&skaddr)
+            && rec.facts.rst_received == 1
+        {
+            rec.facts.rst_peer_traced = traced;
+        }
+    }
+
     fn after_apply(&mut self, ev: &KernelEvent) {
         let Some(rec) = self.live.get(&ev.skaddr) else {
             return;

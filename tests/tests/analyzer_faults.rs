@@ -550,11 +550,11 @@ fn read_until_reset(c: &mut std::net::TcpStream) -> std::io::Error {
     panic!("the connection kept delivering data");
 }
 
-/// An RST forged by `loadgen packets inject` (TTL 128, random IP ID) is flagged as
-/// possibly injected; the server's own RST on a connection beside it (SO_LINGER 0, the
-/// stack's TTL 64) is not.
-#[test]
-fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
+/// Two loopback connections to one server, each exchanging data both ways first: the
+/// server resets the first itself (SO_LINGER 0), and `loadgen packets inject` forges an
+/// RST into the second. Returns the analyzer's report (every connection listed) and the
+/// client ports of the genuine and the forged reset.
+fn genuine_and_injected_rsts(backend: Backend) -> (Report, u16, u16) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
@@ -564,7 +564,7 @@ fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
                 ports: vec![server.port()],
                 ..FilterConfig::default()
             },
-            backend: Backend::Raw,
+            backend,
             ..AttachOptions::default()
         },
         loadgen_events: vec![],
@@ -613,7 +613,45 @@ fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
     assert_eq!(code, std::process::ExitCode::SUCCESS);
 
     std::thread::sleep(Duration::from_millis(300));
-    let (_outcome, report) = session.stop();
+    let (outcome, report) = session.stop();
+    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let genuine_port = genuine.local_addr().unwrap().port();
+    let victim_port = victim.local_addr().unwrap().port();
+    (report, genuine_port, victim_port)
+}
+
+/// The client-side record of `port` in a report listing every connection.
+fn client_conn(r: &Value, port: u16) -> Value {
+    r["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["role"] == "client"
+                && c["local"]
+                    .as_str()
+                    .is_some_and(|l| l.ends_with(&format!(":{port}")))
+        })
+        .unwrap_or_else(|| panic!("no record of client port {port}: {r:#}"))
+        .clone()
+}
+
+/// The report's cause `id`, which must be there.
+fn cause<'a>(r: &'a Value, id: &str) -> &'a Value {
+    r["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} cause: {r:#}"))
+}
+
+/// An RST forged by `loadgen packets inject` (TTL 128, random IP ID) is flagged as
+/// possibly injected; the server's own RST on a connection beside it (SO_LINGER 0, the
+/// stack's TTL 64) is not.
+#[test]
+fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
+    let (report, genuine_port, victim_port) = genuine_and_injected_rsts(Backend::Raw);
     let r = serde_json::to_value(&report).unwrap();
     let txt = report.render(analyzer::offline::Format::Text);
     assert!(txt.contains("backend raw (AF_PACKET on lo)"), "{txt}");
@@ -623,34 +661,38 @@ fn raw_backend_flags_an_injected_rst_and_not_the_servers_own() {
             .contains("backend raw"),
         "markdown names the backend"
     );
-    let victim_port = victim.local_addr().unwrap().port();
-    let genuine_port = genuine.local_addr().unwrap().port();
-    let causes = r["causes"].as_array().unwrap();
-    let injected = causes
-        .iter()
-        .find(|c| c["id"] == "rst_possibly_injected")
-        .unwrap_or_else(|| panic!("no injected-RST cause: {r:#}"));
+    let injected = cause(&r, "rst_possibly_injected");
     assert_eq!(injected["count"], 1, "{injected:#}");
     assert!(text(injected).contains("TTL 128"), "{injected:#}");
-    let conn_of = |port: u16| {
-        r["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| {
-                c["role"] == "client"
-                    && c["local"]
-                        .as_str()
-                        .is_some_and(|l| l.ends_with(&format!(":{port}")))
-            })
-            .unwrap_or_else(|| panic!("no record of client port {port}: {r:#}"))
-            .clone()
-    };
-    assert_eq!(conn_of(victim_port)["cause"], "rst_possibly_injected");
-    let g = conn_of(genuine_port);
+    assert_eq!(
+        client_conn(&r, victim_port)["cause"],
+        "rst_possibly_injected"
+    );
+    let g = client_conn(&r, genuine_port);
     assert_eq!(g["cause"], "server_abort_mid_request", "{g:#}");
     assert!(
         !text(&g).contains("rst_suspect"),
         "the server's own RST was flagged: {g:#}"
     );
+}
+
+/// The eBPF backend tells the same two resets apart without seeing a packet: the server
+/// is on this host, and tcp_send_reset recorded its socket's RST but none for the forged
+/// one.
+#[test]
+fn ebpf_flags_an_rst_no_local_socket_sent_and_not_the_servers_own() {
+    let (report, genuine_port, victim_port) = genuine_and_injected_rsts(Backend::Ebpf);
+    let r = serde_json::to_value(&report).unwrap();
+    assert_eq!(r["run"]["backend"], "ebpf");
+    let injected = cause(&r, "rst_possibly_injected");
+    assert_eq!(injected["count"], 1, "{injected:#}");
+    assert!(
+        text(injected).contains("recorded no RST from it"),
+        "{injected:#}"
+    );
+    let v = client_conn(&r, victim_port);
+    assert_eq!(v["cause"], "rst_possibly_injected", "{v:#}");
+    assert_eq!(v["facts"]["rst_peer_traced"], true, "{v:#}");
+    let g = client_conn(&r, genuine_port);
+    assert_eq!(g["cause"], "server_abort_mid_request", "{g:#}");
 }

@@ -10,12 +10,8 @@ use crate::recording::{AttachReport, FilterConfig};
 /// How a session runs.
 #[derive(Clone, Debug, Default)]
 pub struct AttachOptions {
-    /// In-kernel filter (ports, addresses).
+    /// What to record: ports and addresses (in the kernel), the owner pid.
     pub filter: FilterConfig,
-    /// Keep only sockets whose `connect()` ran in this process (learned from the
-    /// transition to SYN_SENT, which runs in the caller's context). Sockets connected
-    /// before the session, and server-side sockets, have no known pid and are left out.
-    pub pid: Option<u32>,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Write every kept event as one JSON line here, after a header line.

@@ -73,7 +73,7 @@ impl Source {
     }
 
     fn raw(opts: &AttachOptions) -> Result<Self> {
-        if opts.pid.is_some() {
+        if opts.filter.pid.is_some() {
             anyhow::bail!(
                 "--pid needs the eBPF backend: packets do not say which process sent them"
             );

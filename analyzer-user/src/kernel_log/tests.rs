@@ -151,6 +151,7 @@ fn lines_further_out_of_order_than_the_window_are_counted_late() {
 #[test]
 fn header_and_trailer_lines_have_their_documented_shape() {
     let line = KernelLogHeader::new(
+        "ebpf",
         "6.18.44".into(),
         1,
         AttachReport::default(),

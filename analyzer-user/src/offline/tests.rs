@@ -15,6 +15,7 @@ use crate::{
 
 fn header() -> KernelLogHeader {
     KernelLogHeader::new(
+        "ebpf",
         "6.18.44".into(),
         T0 - 1_000_000_000,
         AttachReport {

@@ -125,11 +125,15 @@ impl Analysis {
         let mut conns = self.table.finish();
         let mut agg = Aggregator::new(self.opts.max_examples);
         let drop_reasons = conns.drop_reasons().clone();
+        let rules = RuleOptions {
+            local_resets_recorded: local_resets_recorded(&input.run),
+            ..self.opts.rules.clone()
+        };
         let judging = Judging {
             kernel_seen,
             drop_reasons: &drop_reasons,
             host: &input.host_evidence,
-            rules: &self.opts.rules,
+            rules: &rules,
         };
         let loadgen = if input.loadgen.is_empty() {
             LoadgenSummary::default()
@@ -274,6 +278,16 @@ struct Subject<'a> {
     conn: Option<&'a LoadgenConn>,
     kernel_id: Option<u64>,
     join: JoinKind,
+}
+
+/// Whether every RST this host's sockets sent is in the recording (see
+/// [`RuleOptions::local_resets_recorded`]): the eBPF backend, no pid filter, nothing lost.
+fn local_resets_recorded(run: &Run) -> bool {
+    run.backend == "ebpf"
+        && run.filters.pid.is_none()
+        && run.lost_events == 0
+        && run.read_failures == 0
+        && run.decode_errors == 0
 }
 
 /// The report's join counts from the loadgen summary.

@@ -292,3 +292,62 @@ fn timeout_from_the_kernel_alone_and_negatives() {
     assert!(timeout(&Fx::loadgen(Class::ConnectTimeout, Phase::Connect).case()).is_none());
     assert!(timeout(&Fx::kernel(&server_rst(1, 7, 0, 50)).case()).is_none());
 }
+
+/// A loopback connection: the client (sk 1) and the server's socket (sk 2) established;
+/// then the client receives an RST at 50 ms, sent by the server's socket at 49 ms when
+/// `server_sent`, else by nothing on this host.
+fn reset_on_loopback(server_sent: bool) -> Fx {
+    let mut events = vec![
+        state(0, 1, Close, SynSent),
+        state(0, 1, SynSent, Established),
+        reversed(state(0, 2, TcpState::SynRecv, Established)),
+    ];
+    if server_sent {
+        events.push(reversed(rst_out(49, 2, Established, "NOT_SPECIFIED")));
+    }
+    events.extend([
+        rst_in(50, 1, 7),
+        error_report(50, libc::ECONNRESET),
+        state(50, 1, Established, Close),
+        destroy(51, 1, 7),
+    ]);
+    let conns = connections(&events);
+    let client = conns.records().find(|r| r.skaddr == 1).unwrap().clone();
+    let mut fx = Fx::kernel(&events);
+    fx.peer = conns.peer_of(&client).cloned();
+    fx.kernel = Some(client);
+    fx.opts.local_resets_recorded = true;
+    fx
+}
+
+#[test]
+fn an_rst_no_local_socket_sent_to_a_local_client_is_possibly_injected() {
+    let fx = reset_on_loopback(false);
+    assert!(fx.kernel.as_ref().unwrap().facts.rst_peer_traced);
+    let (_, v) = attribute(&fx.case());
+    assert_eq!(v.cause, "rst_possibly_injected", "{v:?}");
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.what.contains("recorded no RST from it")),
+        "{:?}",
+        v.evidence
+    );
+    // The server's own RST is taken at face value.
+    let fx = reset_on_loopback(true);
+    assert!(fx.peer.is_some(), "the server's socket sent an RST and is kept");
+    assert_eq!(attribute(&fx.case()).1.cause, "server_abort_mid_request");
+    // Without a complete record of this host's resets (raw backend, --pid, lost
+    // events), or with the server elsewhere, nothing is claimed.
+    let mut fx = reset_on_loopback(false);
+    fx.opts.local_resets_recorded = false;
+    assert_eq!(attribute(&fx.case()).1.cause, "server_abort_mid_request");
+    let remote = Fx::kernel(&server_rst(1, 7, 0, 50));
+    let mut remote_all = remote;
+    remote_all.opts.local_resets_recorded = true;
+    assert!(!remote_all.kernel.as_ref().unwrap().facts.rst_peer_traced);
+    assert_eq!(
+        attribute(&remote_all.case()).1.cause,
+        "server_abort_mid_request"
+    );
+}

@@ -188,9 +188,16 @@ pub fn h2_from_wire(case: &Case<'_>) -> Option<Verdict> {
     None
 }
 
-/// An RST whose TTL or IP ID does not fit the packets its sender sent before: likely
-/// forged by a middlebox (firewall, IDS, load balancer) rather than sent by the peer.
+/// An RST the peer's stack did not send: likely forged by a middlebox (firewall, IDS,
+/// load balancer). From the wire: its TTL or IP ID does not fit the packets its sender
+/// sent before. From the kernel: the server is on this host, and none of this host's
+/// sockets sent it.
 pub fn rst_possibly_injected(case: &Case<'_>) -> Option<Verdict> {
+    rst_ttl_misfit(case).or_else(|| super::tcp::rst_sent_by_no_local_socket(case))
+}
+
+/// The raw backend's view: the RST's TTL or IP ID does not fit its sender's packets.
+fn rst_ttl_misfit(case: &Case<'_>) -> Option<Verdict> {
     let k = case.kernel?;
     let (ttl, expected, why, from_server) = k.wire.iter().find_map(|f| match f {
         WireFact::RstSuspect {

@@ -126,6 +126,10 @@ pub struct KernelFacts {
     /// this host's stack for no socket, e.g. `NO_SOCKET` for a closed port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_rst_sent: Option<ResetSent>,
+    /// When the first RST arrived, this host's socket at the other end was open and
+    /// traced (a server on this host): an RST it sent would have been recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rst_peer_traced: bool,
     /// Retransmits in SYN_SENT.
     #[serde(default)]
     pub syn_retransmits: u32,
