@@ -8,6 +8,7 @@ use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
+use testbed::nft::{Hook, NftTable};
 
 fn net_raw_only(args: &[&str]) -> Command {
     assert_eq!(
@@ -171,47 +172,14 @@ fn raw_backend_refuses_pid_filtering() {
     assert!(t.contains("--pid needs the eBPF backend"), "{t}");
 }
 
-/// An nftables table of this test's own (one rule on the input hook, where the capture
-/// has already seen the packet, as it would have on the wire), deleted when dropped.
-struct NftTable(String);
-
-impl NftTable {
-    fn new(rule: &str) -> Self {
-        let name = format!("faultline_test_{}", std::process::id());
-        let script = format!(
-            "table inet {name} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {rule}\n }}\n}}\n"
-        );
-        let st = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().unwrap().write_all(script.as_bytes())?;
-                c.wait()
-            });
-        assert!(
-            st.is_ok_and(|s| s.success()),
-            "nft (nftables, installed by cargo xtask setup)"
-        );
-        Self(name)
-    }
-}
-
-impl Drop for NftTable {
-    fn drop(&mut self) {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", &self.0])
-            .status();
-    }
-}
-
 #[test]
 fn raw_backend_names_an_icmp_reject() {
     let port = closed_port().port();
-    let _fw = NftTable::new(&format!(
-        "ip daddr 127.0.0.1 tcp dport {port} reject with icmp type admin-prohibited"
-    ));
+    // On the input hook: the capture has already seen the SYN, as it would on the wire.
+    let _fw = NftTable::new(
+        Hook::Input,
+        &format!("ip daddr 127.0.0.1 tcp dport {port} reject with icmp type admin-prohibited"),
+    );
     let p = port.to_string();
     let r = attach_json(
         &["--backend", "raw", "--port", &p, "--duration", "2s"],

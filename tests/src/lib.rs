@@ -28,6 +28,7 @@ pub mod flagdoc;
 mod http1;
 mod http2;
 mod listener;
+pub mod nft;
 mod spec;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

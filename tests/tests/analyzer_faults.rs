@@ -696,3 +696,64 @@ fn ebpf_flags_an_rst_no_local_socket_sent_and_not_the_servers_own() {
     let g = client_conn(&r, genuine_port);
     assert_eq!(g["cause"], "server_abort_mid_request", "{g:#}");
 }
+
+/// A firewall rule answers the client's next segment on a busy connection with a forged
+/// RST (`reject with tcp reset` on the output hook: the server never sees the segment).
+/// The eBPF backend names it possibly injected: not a server abort, not an idle race.
+#[test]
+fn ebpf_names_a_firewall_reset_on_a_busy_connection_possibly_injected() {
+    use std::io::{Read, Write};
+    use testbed::nft::{Hook, NftTable};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let session = Session::start(SessionOptions {
+        attach: AttachOptions {
+            filter: FilterConfig {
+                ports: vec![server.port()],
+                ..FilterConfig::default()
+            },
+            ..AttachOptions::default()
+        },
+        loadgen_events: vec![],
+        all: true,
+    });
+    let mut c = std::net::TcpStream::connect(server).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 4];
+    for _ in 0..3 {
+        c.write_all(b"ping").unwrap();
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"pong").unwrap();
+        c.read_exact(&mut buf).unwrap();
+    }
+    let port = c.local_addr().unwrap().port();
+    let fw = NftTable::new(
+        Hook::Output,
+        &format!(
+            "ip saddr 127.0.0.1 tcp sport {port} tcp dport {} reject with tcp reset",
+            server.port()
+        ),
+    );
+    c.write_all(b"ping").unwrap();
+    let e = read_until_reset(&mut c);
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    drop(fw);
+    std::thread::sleep(Duration::from_millis(300));
+    let (outcome, report) = session.stop();
+    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let r = serde_json::to_value(&report).unwrap();
+    let v = client_conn(&r, port);
+    assert_eq!(v["cause"], "rst_possibly_injected", "{v:#}");
+    let ids: Vec<&Value> = r["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    assert!(
+        !ids.iter()
+            .any(|id| *id == "idle_race" || *id == "server_abort_mid_request"),
+        "{r:#}"
+    );
+    drop(s);
+}
