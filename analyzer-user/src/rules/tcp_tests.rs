@@ -335,7 +335,10 @@ fn an_rst_no_local_socket_sent_to_a_local_client_is_possibly_injected() {
     );
     // The server's own RST is taken at face value.
     let fx = reset_on_loopback(true);
-    assert!(fx.peer.is_some(), "the server's socket sent an RST and is kept");
+    assert!(
+        fx.peer.is_some(),
+        "the server's socket sent an RST and is kept"
+    );
     assert_eq!(attribute(&fx.case()).1.cause, "server_abort_mid_request");
     // Without a complete record of this host's resets (raw backend, --pid, lost
     // events), or with the server elsewhere, nothing is claimed.
