@@ -50,6 +50,7 @@ use crate::{
 
 mod connect;
 mod h2;
+mod injected;
 mod tcp;
 mod tls;
 mod wire;
@@ -62,11 +63,12 @@ pub use connect::{
     local_port_exhaustion,
 };
 pub use h2::{h2_goaway, h2_rst_stream, http_status, protocol_error};
+pub use injected::rst_possibly_injected;
 pub use tcp::{
     idle_race, peer_fin_outstanding, rst_sent_by_this_host, server_abort_mid_request, timeout,
 };
 pub use tls::{tls_cert_mismatch, tls_other};
-pub use wire::{connect_unreachable, h2_from_wire, rst_possibly_injected, tls_from_wire};
+pub use wire::{connect_unreachable, h2_from_wire, tls_from_wire};
 
 /// Host-level evidence over the run (counter deltas from /proc/net/netstat and
 /// /proc/net/snmp, the ephemeral port range, port use per destination). Filled by the

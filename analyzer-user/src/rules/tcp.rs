@@ -166,48 +166,6 @@ fn race_proof(
     })
 }
 
-/// An RST received in an established connection to a server on this host, when every
-/// RST this host's sockets send is recorded (`RuleOptions::local_resets_recorded`) and
-/// the server's socket was open and traced when it came (`rst_peer_traced`), yet neither
-/// that socket nor this host's stack for that 4-tuple sent one: something between the
-/// two sockets forged it (an nft/iptables `reject with tcp-reset` rule, an IDS, a tool
-/// writing raw packets). For `rst_possibly_injected`.
-pub(super) fn rst_sent_by_no_local_socket(case: &Case<'_>) -> Option<Verdict> {
-    if !case.opts.local_resets_recorded
-        || !(case.kernel_decides() || case.class() == Some(Class::TcpReset))
-    {
-        return None;
-    }
-    let k = case.kernel.filter(|k| k.role == Role::Client)?;
-    let f = &k.facts;
-    let t = f.rst_received_unix_ns?;
-    let sent_locally = f.peer_rst_sent.is_some() || case.peer.is_some_and(|p| p.facts.rst_sent > 0);
-    if !f.rst_peer_traced || sent_locally || f.rst_state == Some(TcpState::SynSent) {
-        return None;
-    }
-    let state = f.rst_state.map_or("?", TcpState::as_str);
-    let mut evidence: Vec<Evidence> = case.request_evidence().into_iter().collect();
-    evidence.push(Evidence::kernel(
-        t,
-        format!("RST received in {state} on {}", conn_label(k)),
-    ));
-    evidence.push(Evidence::kernel(
-        t,
-        "the server's socket on this host was open and traced, and tcp_send_reset recorded no RST from it or from this host's stack for the connection".to_owned(),
-    ));
-    Some(Verdict {
-        cause: "rst_possibly_injected",
-        detail: None,
-        title: "connection reset by an RST that did not come from the peer's stack".into(),
-        confidence: Confidence::new(
-            Level::Medium,
-            "the server is on this host, every RST its sockets send is recorded, and none matched this one",
-        ),
-        evidence,
-        hint: "something between the two sockets on this host forged the reset: a firewall rule (`nft list ruleset`, `iptables -S`: `reject with tcp reset`), an IDS, or a tool writing raw packets".into(),
-    })
-}
-
 /// This host reset the connection first (a client socket's `send_reset`), with the state
 /// and the kernel's reason.
 pub fn rst_sent_by_this_host(case: &Case<'_>) -> Option<Verdict> {

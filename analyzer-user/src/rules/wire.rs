@@ -188,50 +188,6 @@ pub fn h2_from_wire(case: &Case<'_>) -> Option<Verdict> {
     None
 }
 
-/// An RST the peer's stack did not send: likely forged by a middlebox (firewall, IDS,
-/// load balancer). From the wire: its TTL or IP ID does not fit the packets its sender
-/// sent before. From the kernel: the server is on this host, and none of this host's
-/// sockets sent it.
-pub fn rst_possibly_injected(case: &Case<'_>) -> Option<Verdict> {
-    rst_ttl_misfit(case).or_else(|| super::tcp::rst_sent_by_no_local_socket(case))
-}
-
-/// The raw backend's view: the RST's TTL or IP ID does not fit its sender's packets.
-fn rst_ttl_misfit(case: &Case<'_>) -> Option<Verdict> {
-    let k = case.kernel?;
-    let (ttl, expected, why, from_server) = k.wire.iter().find_map(|f| match f {
-        WireFact::RstSuspect {
-            ttl,
-            expected_ttl,
-            why,
-            from_server,
-            ..
-        } => Some((*ttl, *expected_ttl, why.clone(), *from_server)),
-        _ => None,
-    })?;
-    let ts = k.facts.rst_received_unix_ns.unwrap_or(k.last_unix_ns);
-    let mut evidence = vec![Evidence::wire(
-        ts,
-        format!(
-            "RST from the {} end: {why}",
-            if from_server { "server" } else { "client" }
-        ),
-    )];
-    evidence.extend(case.request_evidence());
-    evidence.extend(kernel_summary(k));
-    Some(Verdict {
-        cause: "rst_possibly_injected",
-        detail: None,
-        title: "connection reset by an RST that did not come from the peer's stack".into(),
-        confidence: Confidence::new(
-            Level::Medium,
-            format!("the RST's TTL {ttl} differs from the {expected} of every earlier packet from that end"),
-        ),
-        evidence,
-        hint: "a middlebox on the path (firewall, IDS, load balancer, NAT with a short idle timeout) forged the reset: find which device sits that many hops away and check its session timeouts and rules".into(),
-    })
-}
-
 /// The connect ended by an ICMP destination unreachable (a router or firewall rejected
 /// the SYN), other than port unreachable, which `connect_refused` takes (ECONNREFUSED).
 pub fn connect_unreachable(case: &Case<'_>) -> Option<Verdict> {
