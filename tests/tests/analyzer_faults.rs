@@ -550,18 +550,12 @@ fn read_until_reset(c: &mut std::net::TcpStream) -> std::io::Error {
     panic!("the connection kept delivering data");
 }
 
-/// Two loopback connections to one server, each exchanging data both ways first: the
-/// server resets the first itself (SO_LINGER 0), and `loadgen packets inject` forges an
-/// RST into the second. Returns the analyzer's report (every connection listed) and the
-/// client ports of the genuine and the forged reset.
-fn genuine_and_injected_rsts(backend: Backend) -> (Report, u16, u16) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = listener.local_addr().unwrap();
-    let session = Session::start(SessionOptions {
+/// An analyzer session recording `port` with `backend`, every connection listed.
+fn session_on_port(port: u16, backend: Backend) -> Session {
+    Session::start(SessionOptions {
         attach: AttachOptions {
             filter: FilterConfig {
-                ports: vec![server.port()],
+                ports: vec![port],
                 ..FilterConfig::default()
             },
             backend,
@@ -569,21 +563,35 @@ fn genuine_and_injected_rsts(backend: Backend) -> (Report, u16, u16) {
         },
         loadgen_events: vec![],
         all: true,
-    });
+    })
+}
+
+/// A loopback connection to `listener` (client, server side) after three exchanges of
+/// data both ways.
+fn busy_pair(listener: &std::net::TcpListener) -> (std::net::TcpStream, std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 4];
+    for _ in 0..3 {
+        c.write_all(b"ping").unwrap();
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"pong").unwrap();
+        c.read_exact(&mut buf).unwrap();
+    }
+    (c, s)
+}
+
+/// Two loopback connections to one server, each exchanging data both ways first: the
+/// server resets the first itself (SO_LINGER 0), and `loadgen packets inject` forges an
+/// RST into the second. Returns the analyzer's report (every connection listed) and the
+/// client ports of the genuine and the forged reset.
+fn genuine_and_injected_rsts(backend: Backend) -> (Report, u16, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let session = session_on_port(server.port(), backend);
     // Both connections exchange data both ways first, so each end's TTL and IP IDs are known.
-    let pair = || {
-        let mut c = std::net::TcpStream::connect(server).unwrap();
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4];
-        for _ in 0..3 {
-            c.write_all(b"ping").unwrap();
-            s.read_exact(&mut buf).unwrap();
-            s.write_all(b"pong").unwrap();
-            c.read_exact(&mut buf).unwrap();
-        }
-        (c, s)
-    };
-    let (mut genuine, s1) = pair();
+    let (mut genuine, s1) = busy_pair(&listener);
     socket2::SockRef::from(&s1)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -591,7 +599,7 @@ fn genuine_and_injected_rsts(backend: Backend) -> (Report, u16, u16) {
     let e = read_until_reset(&mut genuine);
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
 
-    let (mut victim, _s2) = pair();
+    let (mut victim, _s2) = busy_pair(&listener);
     let m = format!("{}-{server}", victim.local_addr().unwrap());
     let argv = [
         "loadgen",
@@ -702,30 +710,12 @@ fn ebpf_flags_an_rst_no_local_socket_sent_and_not_the_servers_own() {
 /// The eBPF backend names it possibly injected: not a server abort, not an idle race.
 #[test]
 fn ebpf_names_a_firewall_reset_on_a_busy_connection_possibly_injected() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use testbed::nft::{Hook, NftTable};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
-    let session = Session::start(SessionOptions {
-        attach: AttachOptions {
-            filter: FilterConfig {
-                ports: vec![server.port()],
-                ..FilterConfig::default()
-            },
-            ..AttachOptions::default()
-        },
-        loadgen_events: vec![],
-        all: true,
-    });
-    let mut c = std::net::TcpStream::connect(server).unwrap();
-    let (mut s, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 4];
-    for _ in 0..3 {
-        c.write_all(b"ping").unwrap();
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(b"pong").unwrap();
-        c.read_exact(&mut buf).unwrap();
-    }
+    let session = session_on_port(server.port(), Backend::Ebpf);
+    let (mut c, s) = busy_pair(&listener);
     let port = c.local_addr().unwrap().port();
     let fw = NftTable::new(
         Hook::Output,
