@@ -107,7 +107,7 @@ pub async fn run(
 /// The TLS client configuration, when an origin is https; ALPN offers what `--http1`,
 /// `--http2` or neither asks for.
 fn client_tls(cfg: &RunConfig, origins: &[Origin]) -> Result<Option<Arc<ClientConfig>>, RunError> {
-    if !origins.iter().any(|o| o.tls) {
+    if !origins.iter().any(|o| o.dest.tls) {
         return Ok(None);
     }
     let mut opts = cfg.tls.clone();
@@ -229,7 +229,7 @@ async fn prepare(cfg: &RunConfig) -> Result<(Vec<Origin>, Vec<Prepared>), RunErr
             .ok_or_else(|| bad("no authority"))?;
         let idx = match origins
             .iter()
-            .position(|o| o.tls == tls && o.host == host && o.port == port)
+            .position(|o| o.dest.tls == tls && o.dest.host == host && o.dest.port == port)
         {
             Some(i) => i,
             None => {

@@ -120,7 +120,7 @@ fn request(ctx: &Ctx, origin: &Origin, target: &Prepared) -> Request<Full<Bytes>
     if !req.headers().contains_key(header::HOST) {
         req.headers_mut().insert(
             header::HOST,
-            origin.authority.parse().expect("validated authority"),
+            origin.dest.authority.parse().expect("validated authority"),
         );
     }
     if !ctx.cfg.keepalive {

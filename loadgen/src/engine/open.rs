@@ -37,20 +37,20 @@ pub async fn open(ctx: &Ctx, origin: &Origin) -> Result<Opened, OpenError> {
         conn_id: opening.conn_id,
         sock_cookie: dialed.sock_cookie,
         local: Some(dialed.local),
-        remote: origin.addr,
+        remote: origin.dest.addr,
         opened: opening.started,
         requests: 0,
         last_active: Instant::now(),
     };
-    let (stream, h2) = if origin.tls {
+    let (stream, h2) = if origin.dest.tls {
         opening.tls(dialed).await?
     } else {
         (
             Stream::Plain(dialed.stream),
-            origin.proto == ProtoChoice::H2c,
+            origin.dest.proto == ProtoChoice::H2c,
         )
     };
-    let proto = match (h2, origin.tls) {
+    let proto = match (h2, origin.dest.tls) {
         (true, true) => Proto::H2,
         (true, false) => Proto::H2c,
         (false, _) => Proto::Http1,
@@ -90,7 +90,7 @@ impl Opening<'_> {
             conn_id: self.conn_id,
             sock_cookie: e.sock_cookie,
             local: e.local,
-            remote: Some(self.origin.addr),
+            remote: Some(self.origin.dest.addr),
             ..ConnFacts::default()
         };
         let failure = Failure {
@@ -103,7 +103,7 @@ impl Opening<'_> {
 
     /// The TCP connection, with its `opened` line (and `closed`, when it failed).
     async fn dial(&self) -> Result<Dialed, OpenError> {
-        let remote = self.origin.addr;
+        let remote = self.origin.dest.addr;
         let connect_timeout = self.ctx.cfg.connect_timeout;
         match conn::dial(remote, self.ctx.local_ip(), connect_timeout).await {
             Ok(dialed) => {
@@ -143,7 +143,7 @@ impl Opening<'_> {
         let shaken = conn::handshake(
             dialed.stream,
             config,
-            &self.origin.sni,
+            &self.origin.dest.sni,
             self.ctx.cfg.timeout,
         )
         .await;
@@ -156,7 +156,7 @@ impl Opening<'_> {
                     handshake_us,
                 })
                 .await;
-                if self.origin.proto == ProtoChoice::H2 && !h2 {
+                if self.origin.dest.proto == ProtoChoice::H2 && !h2 {
                     let error = "ALPN: the server did not agree to h2 (--http2)".to_owned();
                     self.closed_failed(error.clone()).await;
                     return Err(self.failure(DialError {

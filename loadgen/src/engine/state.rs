@@ -30,14 +30,8 @@ use events::model::{Class, ConnFacts, Phase};
 /// Where a target's requests go: one pool of connections per origin.
 #[derive(Debug)]
 pub struct Origin {
-    pub tls: bool,
-    /// Host as written in the URL (for SNI and :authority).
-    pub host: String,
-    pub port: u16,
-    pub addr: SocketAddr,
-    pub sni: String,
-    pub authority: String,
-    pub proto: ProtoChoice,
+    /// Where its connections go and how they speak.
+    pub dest: OriginAddr,
     jobs_tx: async_channel::Sender<Job>,
     jobs: async_channel::Receiver<Job>,
     /// Slots waiting for a job right now (a connection, or room for one, is free).
@@ -50,6 +44,7 @@ pub struct Origin {
 #[derive(Debug)]
 pub struct OriginAddr {
     pub tls: bool,
+    /// Host as written in the URL (for SNI and :authority).
     pub host: String,
     pub port: u16,
     pub addr: SocketAddr,
@@ -60,16 +55,10 @@ pub struct OriginAddr {
 
 impl Origin {
     /// An origin with an empty job queue and no slots.
-    pub fn new(a: OriginAddr) -> Self {
+    pub fn new(dest: OriginAddr) -> Self {
         let (jobs_tx, jobs) = async_channel::unbounded();
         Self {
-            tls: a.tls,
-            host: a.host,
-            port: a.port,
-            addr: a.addr,
-            sni: a.sni,
-            authority: a.authority,
-            proto: a.proto,
+            dest,
             jobs_tx,
             jobs,
             idle: AtomicUsize::new(0),
