@@ -89,7 +89,7 @@ const _: () = assert!(size_of::<Tuple>() == 40);
 
 /// One kernel event, whatever the tracepoint. Fields a tracepoint lacks stay zero.
 ///
-/// Layout invariant: 112 bytes, 8-byte aligned, no implicit padding.
+/// Layout invariant: 144 bytes, 8-byte aligned, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
@@ -125,8 +125,63 @@ pub struct Event {
     pub protocol: u16,
     pub _pad: u16,
     pub tuple: Tuple,
+    /// The socket's TCP counters at this event (state changes, resets received,
+    /// destroy); all zero where not read.
+    pub tcp: TcpCounters,
 }
-const _: () = assert!(size_of::<Event>() == 112);
+const _: () = assert!(size_of::<Event>() == 144);
+
+/// A socket's cumulative TCP counters, read from its `struct tcp_sock` (the RFC 4898
+/// ones the kernel keeps for `TCP_INFO`).
+///
+/// Layout invariant: 32 bytes, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Sequence space received in order (`tcpi_bytes_received`: payload, and the FIN).
+    pub bytes_received: u64,
+    /// Sequence space the peer acknowledged (`tcpi_bytes_acked`: payload, the SYN, and
+    /// the FIN once acknowledged).
+    pub bytes_acked: u64,
+    /// Segments with payload received (`tcpi_data_segs_in`).
+    pub data_segs_in: u32,
+    /// Segments with payload sent (`tcpi_data_segs_out`).
+    pub data_segs_out: u32,
+    /// Smoothed RTT in microseconds times 8, as the kernel keeps it (`srtt_us`).
+    pub srtt_us_x8: u32,
+    /// Non-zero when the counters were read.
+    pub present: u32,
+}
+const _: () = assert!(size_of::<TcpCounters>() == 32);
+
+/// Where the [`TcpCounters`] fields sit in `struct tcp_sock` on the running kernel, as
+/// byte offsets found in its BTF at load time (never hard-coded); [`FIELD_ABSENT`] where
+/// this kernel lacks one. With `present` 0 the programs read nothing.
+///
+/// Layout invariant: 24 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSockLayout {
+    pub present: u32,
+    pub bytes_received: u32,
+    pub bytes_acked: u32,
+    pub data_segs_in: u32,
+    pub data_segs_out: u32,
+    pub srtt_us: u32,
+}
+const _: () = assert!(size_of::<TcpSockLayout>() == 24);
+
+impl TcpSockLayout {
+    /// Nothing known: the programs read no counters.
+    pub const ABSENT: Self = Self {
+        present: 0,
+        bytes_received: FIELD_ABSENT,
+        bytes_acked: FIELD_ABSENT,
+        data_segs_in: FIELD_ABSENT,
+        data_segs_out: FIELD_ABSENT,
+        srtt_us: FIELD_ABSENT,
+    };
+}
 
 /// Marks a tracepoint field that the running kernel does not provide.
 pub const FIELD_ABSENT: u32 = u32::MAX;
@@ -303,6 +358,8 @@ pub const DROP_REASONS_MAP: &str = "DROP_REASONS";
 pub const LAYOUTS_GLOBAL: &str = "LAYOUTS";
 /// Name of the global holding the [`Filter`].
 pub const FILTER_GLOBAL: &str = "FILTER";
+/// Name of the global holding the [`TcpSockLayout`].
+pub const TCP_SOCK_GLOBAL: &str = "TCP_SOCK";
 
 #[cfg(feature = "user")]
 mod user {
@@ -314,6 +371,8 @@ mod user {
     unsafe impl aya::Pod for super::TpLayout {}
     unsafe impl aya::Pod for super::Layouts {}
     unsafe impl aya::Pod for super::Filter {}
+    unsafe impl aya::Pod for super::TcpCounters {}
+    unsafe impl aya::Pod for super::TcpSockLayout {}
 }
 
 #[cfg(test)]

@@ -59,6 +59,28 @@ pub struct KernelEvent {
     /// For drops: the kernel code address that dropped the packet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<u64>,
+    /// The socket's TCP counters at the event (eBPF backend: state changes, resets
+    /// received, destroy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCounts>,
+}
+
+/// A socket's cumulative TCP counters, read from its `struct tcp_sock` (the RFC 4898
+/// ones behind `TCP_INFO`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpCounts {
+    /// Sequence space received in order: the payload, plus one for the peer's FIN once
+    /// it arrived (`tcpi_bytes_received`).
+    pub bytes_received: u64,
+    /// Sequence space the peer acknowledged: the payload plus one for the SYN (and one
+    /// for the FIN once acknowledged), as Linux counts `tcpi_bytes_acked`.
+    pub bytes_acked: u64,
+    /// Segments with payload received.
+    pub data_segs_in: u32,
+    /// Segments with payload sent.
+    pub data_segs_out: u32,
+    /// Smoothed round-trip time, microseconds.
+    pub srtt_us: u32,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]

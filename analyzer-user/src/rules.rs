@@ -28,6 +28,9 @@
 //!     other packets (raw backend), or, from the eBPF backend, an RST from a server on
 //!     this host that none of this host's sockets sent; before the rules that take RSTs
 //!     at face value.
+//!     Then `empty_reply` / `no_answer_client_gave_up` — from the kernel's TCP counters
+//!     (eBPF backend): the client's request was acknowledged and not one byte came back
+//!     before the server's FIN, or before the client closed.
 //! 11. `idle_race` — the request was written into a connection the server had already
 //!     closed (its FIN or RST provably came first: by the clocks, or by the kernel's
 //!     RST in CLOSE_WAIT), or one idle past the threshold. Before 13 and 14, which it
@@ -48,6 +51,7 @@ use crate::{
     table::{ConnRecord, ListenerRecord},
 };
 
+mod answer;
 mod connect;
 mod h2;
 mod injected;
@@ -58,6 +62,7 @@ mod wire;
 #[cfg(test)]
 pub(crate) mod fixture;
 
+pub use answer::request_unanswered;
 pub use connect::{
     connect_refused, generator_overload, listen_overflow_or_syn_drop, local_fd_exhaustion,
     local_port_exhaustion,
@@ -339,6 +344,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("h2_from_wire", h2_from_wire),
     ("http_status", http_status),
     ("rst_possibly_injected", rst_possibly_injected),
+    ("request_unanswered", request_unanswered),
     ("idle_race", idle_race),
     ("rst_sent_by_this_host", rst_sent_by_this_host),
     ("server_abort_mid_request", server_abort_mid_request),

@@ -31,7 +31,9 @@ use crate::{event::KernelEvent, names::TcpState};
 mod index;
 mod record;
 pub use index::Connections;
-pub use record::{ConnRecord, End, JoinKind, ListenerRecord, ResetSent, Role, TimelineEntry};
+pub use record::{
+    Closer, ConnRecord, End, JoinKind, ListenerRecord, ResetSent, Role, TimelineEntry,
+};
 
 /// A connection's 4-tuple, `(local, remote)`.
 pub type Tuple = (SocketAddr, SocketAddr);

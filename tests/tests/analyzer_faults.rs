@@ -747,3 +747,73 @@ fn ebpf_names_a_firewall_reset_on_a_busy_connection_possibly_injected() {
     );
     drop(s);
 }
+
+/// A loopback HTTP/1.1 server that reads one request per connection, then either closes
+/// at once (`hold` zero: an empty reply) or holds the connection `hold` before closing,
+/// answering nothing. Serves `conns` connections, then ends.
+fn silent_server(
+    conns: usize,
+    hold: Duration,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        for _ in 0..conns {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            std::thread::sleep(hold);
+        }
+    });
+    (addr, t)
+}
+
+/// curl (a foreign client: no loadgen events) gets an empty reply three times; the
+/// kernel's TCP counters alone name it.
+#[test]
+fn foreign_client_empty_reply_from_tcp_counters() {
+    let (addr, server) = silent_server(3, Duration::ZERO);
+    let session = session_on_port(addr.port(), Backend::Ebpf);
+    let url = format!("http://{addr}/");
+    run_failing_curl("empty reply", &[url], 3);
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (outcome, report) = session.stop();
+    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let r = serde_json::to_value(&report).unwrap();
+    let t = assert_top(&r, "empty_reply");
+    assert_eq!(t["count"], 3, "{t:#}");
+    assert!(text(t).contains("nothing received"), "{t:#}");
+}
+
+/// curl gives up (`--max-time 1`) on a server that takes the request and never
+/// answers: the kernel's counters show the request acknowledged and nothing back.
+#[test]
+fn foreign_client_gives_up_on_a_silent_server() {
+    let (addr, server) = silent_server(2, Duration::from_secs(2));
+    let session = session_on_port(addr.port(), Backend::Ebpf);
+    let url = format!("http://{addr}/");
+    for _ in 0..2 {
+        let st = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "1", &url])
+            .status()
+            .expect("curl runs");
+        assert_eq!(st.code(), Some(28), "curl timed out");
+    }
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (outcome, report) = session.stop();
+    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let r = serde_json::to_value(&report).unwrap();
+    let t = assert_top(&r, "no_answer_client_gave_up");
+    assert_eq!(t["count"], 2, "{t:#}");
+    assert!(text(t).contains("acknowledged by the server"), "{t:#}");
+}

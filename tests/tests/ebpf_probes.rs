@@ -5,7 +5,7 @@
 //! parallel do not see each other's events; one test checks the filter itself. Needs
 //! root (CI and developers' machines are).
 use std::{
-    io::Read,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     time::{Duration, Instant},
@@ -261,6 +261,49 @@ fn server_abort_and_peer_fin_show_state_and_reason() {
         .find(|e| is(e, EventKind::ErrorReport) && e.local == Some(client_local))
         .expect("error_report on the client");
     assert_eq!(er.errno, Some(libc::ECONNRESET));
+    cap.no_loss();
+}
+
+/// The TCP counters read from `struct tcp_sock` (offsets from BTF) count what each end
+/// sent: 100 bytes of request acknowledged (plus the SYN), 300 bytes of answer received,
+/// when the client's FIN leaves.
+#[test]
+fn tcp_counters_count_what_each_end_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    let mut cap = Capture::attach(&[target.port()]);
+    let mut client = TcpStream::connect(target).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(&[b'q'; 100]).unwrap();
+    server.read_exact(&mut [0u8; 100]).unwrap();
+    server.write_all(&[b'a'; 300]).unwrap();
+    client.read_exact(&mut [0u8; 300]).unwrap();
+    let local = client.local_addr().unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let fin_wait = |e: &KernelEvent| {
+        is(e, EventKind::StateChange)
+            && e.local == Some(local)
+            && e.new_state == Some(TcpState::FinWait1)
+    };
+    cap.until(5, "the client's FIN", |evs| evs.iter().any(fin_wait));
+    let ev = cap.seen.iter().find(|e| fin_wait(e)).unwrap();
+    let c = ev.tcp.expect("counters read at a state change");
+    // bytes_acked counts the SYN's sequence number too (RFC 4898 HCThruOctetsAcked as
+    // Linux keeps it): 1 + 100.
+    assert_eq!((c.bytes_acked, c.bytes_received), (101, 300), "{c:?}");
+    assert!(c.data_segs_out >= 1 && c.data_segs_in >= 1, "{c:?}");
+    assert!(c.srtt_us > 0, "an RTT was measured: {c:?}");
+    // A reset sent carries none: its socket may be a time-wait or request socket.
+    assert!(
+        cap.seen
+            .iter()
+            .filter(|e| is(e, EventKind::SendReset))
+            .all(|e| e.tcp.is_none())
+    );
+    drop(server);
     cap.no_loss();
 }
 

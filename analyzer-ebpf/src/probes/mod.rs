@@ -4,11 +4,14 @@
 //! writes one [`Event`] to the ring buffer.
 use analyzer_common::{
     AF_INET, DROP_REASON_SLOTS, ETH_P_IP, ETH_P_IPV6, Event, EventKind, FIELD_ABSENT, FILTER_ADDRS,
-    FILTER_PORTS, Filter, IPPROTO_TCP, Layouts, RING_WAKEUP_BYTES, StatSlot, TpLayout, Tuple,
+    FILTER_PORTS, Filter, IPPROTO_TCP, Layouts, RING_WAKEUP_BYTES, StatSlot, TcpCounters,
+    TcpSockLayout, TpLayout, Tuple,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -23,6 +26,11 @@ static LAYOUTS: Layouts = Layouts::ABSENT;
 /// Which ports and addresses to record; written by userspace before loading.
 #[unsafe(no_mangle)]
 static FILTER: Filter = Filter::ALL;
+
+/// Where the counters sit in `struct tcp_sock` on this kernel (from BTF); written by
+/// userspace before loading.
+#[unsafe(no_mangle)]
+static TCP_SOCK: TcpSockLayout = TcpSockLayout::ABSENT;
 
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
@@ -183,6 +191,43 @@ fn passes(t: &Tuple) -> bool {
     false
 }
 
+/// One field of the `struct tcp_sock` at `skaddr`, `off` bytes in (0 when absent).
+#[inline(always)]
+fn sock_field<T: Default>(skaddr: u64, off: u32) -> Result<T, i32> {
+    if off == FIELD_ABSENT {
+        return Ok(T::default());
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address and fails rather than faults;
+    // `off` is the field's offset in this kernel's BTF for `struct tcp_sock`.
+    unsafe { bpf_probe_read_kernel((skaddr + u64::from(off)) as *const T) }
+}
+
+/// The counters of the full TCP socket at `skaddr`. Only for events whose socket is a
+/// `struct tcp_sock` (state changes, resets received, destroy): a reset sent may come
+/// from a time-wait or request socket, whose memory has another shape.
+#[inline(always)]
+fn tcp_counters(kind: EventKind, skaddr: u64) -> Result<TcpCounters, i32> {
+    // SAFETY: as in `filter_u32`.
+    let l: TcpSockLayout = unsafe { core::ptr::read_volatile(&TCP_SOCK) };
+    if l.present == 0
+        || skaddr == 0
+        || !matches!(
+            kind,
+            EventKind::StateChange | EventKind::ReceiveReset | EventKind::DestroySock
+        )
+    {
+        return Ok(TcpCounters::default());
+    }
+    Ok(TcpCounters {
+        bytes_received: sock_field(skaddr, l.bytes_received)?,
+        bytes_acked: sock_field(skaddr, l.bytes_acked)?,
+        data_segs_in: sock_field(skaddr, l.data_segs_in)?,
+        data_segs_out: sock_field(skaddr, l.data_segs_out)?,
+        srtt_us_x8: sock_field(skaddr, l.srtt_us)?,
+        present: 1,
+    })
+}
+
 #[inline(always)]
 fn is_tracked(skaddr: u64) -> bool {
     // SAFETY: the value is a plain u8 and only its presence is used.
@@ -266,6 +311,7 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
         protocol,
         _pad: 0,
         tuple,
+        tcp: tcp_counters(kind, skaddr)?,
     };
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {

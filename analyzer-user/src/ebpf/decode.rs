@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use analyzer_common::{AF_INET, AF_INET6, Event, EventKind};
 
 use super::kernel_names::KernelNames;
-use crate::event::{Clock, KernelEvent};
+use crate::event::{Clock, KernelEvent, TcpCounts};
 
 /// Why a record could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +74,14 @@ pub fn decode(bytes: &[u8], clock: Clock, names: &KernelNames) -> Result<KernelE
             _ => None,
         },
         location: (kind == EventKind::Drop).then_some(ev.location),
+        tcp: (ev.tcp.present != 0).then_some(TcpCounts {
+            bytes_received: ev.tcp.bytes_received,
+            bytes_acked: ev.tcp.bytes_acked,
+            data_segs_in: ev.tcp.data_segs_in,
+            data_segs_out: ev.tcp.data_segs_out,
+            // The kernel keeps srtt_us << 3 (tcp_rtt_estimator).
+            srtt_us: ev.tcp.srtt_us_x8 >> 3,
+        }),
     })
 }
 
@@ -158,6 +166,33 @@ mod tests {
     }
 
     #[test]
+    fn tcp_counters_come_through_when_read_with_srtt_unscaled() {
+        let mut r = event(EventKind::StateChange, AF_INET);
+        let names = KernelNames::builtin();
+        let plain = decode(&as_bytes(&r), Clock::with_offset(0), &names).unwrap();
+        assert_eq!(plain.tcp, None, "not read: absent");
+        r.tcp = analyzer_common::TcpCounters {
+            bytes_received: 1271,
+            bytes_acked: 79,
+            data_segs_in: 2,
+            data_segs_out: 1,
+            srtt_us_x8: 320,
+            present: 1,
+        };
+        let e = decode(&as_bytes(&r), Clock::with_offset(0), &names).unwrap();
+        assert_eq!(
+            e.tcp,
+            Some(TcpCounts {
+                bytes_received: 1271,
+                bytes_acked: 79,
+                data_segs_in: 2,
+                data_segs_out: 1,
+                srtt_us: 40,
+            })
+        );
+    }
+
+    #[test]
     fn short_unknown_and_bad_family_records_are_errors() {
         let clock = Clock::now();
         let names = KernelNames::builtin();
@@ -166,7 +201,7 @@ mod tests {
             decode(&bytes[..40], clock, &names),
             Err(DecodeError::Short {
                 len_bytes: 40,
-                need_bytes: 112
+                need_bytes: 144
             })
         );
         let mut r = event(EventKind::ReceiveReset, AF_INET);

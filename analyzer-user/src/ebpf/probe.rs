@@ -13,7 +13,8 @@ use std::{
 
 use analyzer_common::{
     AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EventKind, FIELD_ABSENT, FILTER_ADDRS,
-    FILTER_GLOBAL, FILTER_PORTS, Filter, LAYOUTS_GLOBAL, Layouts, STATS_MAP, StatSlot, TpLayout,
+    FILTER_GLOBAL, FILTER_PORTS, Filter, LAYOUTS_GLOBAL, Layouts, STATS_MAP, StatSlot,
+    TCP_SOCK_GLOBAL, TcpSockLayout, TpLayout,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -23,7 +24,10 @@ use aya::{
 use serde::Serialize;
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::{decode::decode, kernel_names::KernelNames, tracefs::Format};
+use super::{decode::decode, kernel_names::KernelNames, tcp_sock, tracefs::Format};
+
+/// The running kernel's BTF.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 use crate::{
     error::{Error, error_chain},
     event::{Clock, KernelEvent},
@@ -133,9 +137,14 @@ impl Probes {
             }
         }
         let kfilter = kernel_filter(filter).map_err(|what| Error::Config { what })?;
+        let tcp_sock = tcp_sock::layout(Path::new(VMLINUX_BTF)).unwrap_or_else(|why| {
+            tracing::warn!(%why, "no TCP counters: the rules that need them stay silent");
+            TcpSockLayout::ABSENT
+        });
         let mut ebpf = EbpfLoader::new()
             .override_global(LAYOUTS_GLOBAL, &layouts, true)
             .override_global(FILTER_GLOBAL, &kfilter, true)
+            .override_global(TCP_SOCK_GLOBAL, &tcp_sock, true)
             .load(OBJECT)
             .map_err(Error::Load)?;
 
@@ -177,7 +186,7 @@ impl Probes {
                 source,
             },
         )?;
-        let names = KernelNames::load(tracefs, Path::new("/sys/kernel/btf/vmlinux"));
+        let names = KernelNames::load(tracefs, Path::new(VMLINUX_BTF));
         Ok(Self {
             _ebpf: ebpf,
             stats,

@@ -51,6 +51,7 @@ fn kernel(ts_unix_ns: u64) -> Observed {
         reason: None,
         errno: None,
         location: None,
+        tcp: None,
     })
 }
 

@@ -40,6 +40,7 @@ pub fn kev(event: EventKind, ms: u64, sk: u64) -> KernelEvent {
         reason: None,
         errno: None,
         location: None,
+        tcp: None,
     }
 }
 

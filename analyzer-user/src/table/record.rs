@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::{TableConfig, Tuple};
 use crate::{
-    event::{KernelEvent, wire_fact::WireFact},
+    event::{KernelEvent, TcpCounts, wire_fact::WireFact},
     names::TcpState,
 };
 
@@ -146,6 +146,13 @@ pub struct KernelFacts {
     pub local_fin_unix_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_first: Option<Closer>,
+    /// The socket's TCP counters when the first FIN or RST closed it (either end), from
+    /// `struct tcp_sock` (eBPF backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_at_close: Option<TcpCounts>,
+    /// The socket's TCP counters at its last event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_last: Option<TcpCounts>,
     /// The first errno delivered to the socket (`inet_sk_error_report`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<i32>,
@@ -327,7 +334,23 @@ impl ConnRecord {
                 || f.rst_sent > 0
                 || f.errno.is_some()
                 || self.connect_unanswered()
-                || self.connect_without_port())
+                || self.connect_without_port()
+                || self.request_unanswered().is_some())
+    }
+
+    /// A client connection that carried data out and none back before it closed: the
+    /// counters when the first FIN or RST closed it show payload sent
+    /// (`data_segs_out` > 0) and none received (`data_segs_in` 0). Returns who closed and
+    /// the counters. Whatever the protocol, a server that takes a request (or a TLS
+    /// ClientHello, or an HTTP/2 preface) and answers nothing has failed it.
+    pub fn request_unanswered(&self) -> Option<(Closer, TcpCounts)> {
+        let f = &self.facts;
+        let c = f.tcp_at_close?;
+        (self.role == Role::Client
+            && f.established_unix_ns.is_some()
+            && c.data_segs_out > 0
+            && c.data_segs_in == 0)
+            .then_some((f.closed_first?, c))
     }
 
     /// SYN sent, never established, no RST: the SYN went unanswered (retransmitted, or
@@ -416,6 +439,9 @@ impl ConnRecord {
             self.local = Some(l);
             self.remote = Some(r);
         }
+        if let Some(c) = ev.tcp {
+            self.facts.tcp_last = Some(c);
+        }
         if ev.event == EventKind::StateChange {
             self.on_state_change(ev);
             return;
@@ -430,6 +456,9 @@ impl ConnRecord {
                     f.rst_received_unix_ns = ts;
                     f.rst_state = f.state;
                     self.rst_pending = true;
+                }
+                if f.closed_first.is_none() {
+                    f.tcp_at_close = ev.tcp;
                 }
                 f.closed_first.get_or_insert(Closer::PeerReset);
             }
@@ -490,10 +519,16 @@ impl ConnRecord {
             }
             (Some(Established), Some(CloseWait)) => {
                 f.peer_fin_unix_ns = ts;
+                if f.closed_first.is_none() {
+                    f.tcp_at_close = ev.tcp;
+                }
                 f.closed_first.get_or_insert(Closer::Peer);
             }
             (Some(Established | SynRecv), Some(FinWait1)) => {
                 f.local_fin_unix_ns = ts;
+                if f.closed_first.is_none() {
+                    f.tcp_at_close = ev.tcp;
+                }
                 f.closed_first.get_or_insert(Closer::Local);
             }
             (old, Some(TcpState::Close)) if self.rst_pending => {

@@ -86,6 +86,7 @@ pub(super) fn event(
         reason: None,
         errno: None,
         location: None,
+        tcp: None,
     }
 }
 
