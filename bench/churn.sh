@@ -23,7 +23,10 @@
 # out/bench/churn-<date>.md, printed at the end.
 #
 # Knobs: ROUNDS (3), DUR (5), RATES ("10000 20000"), PORT (18491), TOOLS ("none analyzer
-# raw tcpdump"), SKIP_BUILD=1.
+# raw tcpdump"), SKIP_BUILD=1. To measure a change to the analyzer side by side in one
+# run, build the analyzer of another commit (a worktree, its own target dir, after
+# `cargo xtask build-ebpf --release` there) and pass it as BASE_ANALYZER=/path/to/analyzer
+# with tool analyzer-base in TOOLS: TOOLS="none analyzer analyzer-base".
 # Traffic: 127.0.0.1 only. Every run is under `timeout`; every wait is bounded; Ctrl-C
 # stops what the script started and restores the sysctl.
 set -euo pipefail
@@ -52,6 +55,9 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     cargo bench -p faultline-tests --bench churn --no-run >&2
 fi
 cp target/release/analyzer "$TMP/analyzer"
+if [[ -n ${BASE_ANALYZER:-} ]]; then
+    cp "$BASE_ANALYZER" "$TMP/analyzer-base"
+fi
 CHURN=$(ls -t target/release/deps/churn-* | grep -v '\.d$' | head -1)
 cp "$CHURN" "$TMP/churn"
 sysctl -qw kernel.bpf_stats_enabled=1
@@ -76,10 +82,12 @@ one() {
     rm -f "$TMP"/obs.* "$TMP/x.pcap"
     OBS=""
     case $tool in
-    analyzer | raw)
-        local backend=ebpf
+    analyzer | raw | analyzer-base)
+        local backend=ebpf bin=$TMP/analyzer
         [[ $tool == raw ]] && backend=raw
-        timeout 300 "$TMP/analyzer" attach --backend "$backend" --port "$PORT" --quiet \
+        [[ $tool == analyzer-base ]] && bin=$TMP/analyzer-base
+        [[ -x $bin ]] || { log "$tool: no binary (BASE_ANALYZER unset?)"; exit 1; }
+        timeout 300 "$bin" attach --backend "$backend" --port "$PORT" --quiet \
             --out "$TMP/obs.json" >"$TMP/obs.out" 2>"$TMP/obs.err" &
         OBS=$!
         for ((i = 0; i < 300; i++)); do grep -q '^attached:' "$TMP/obs.err" && break; sleep 0.1; done
@@ -114,7 +122,7 @@ if tool == "raw":
     m = re.search(r"^capture: (\d+) packets on \S+, (\d+) dropped", err, re.M)
     if m:
         events, lost = int(m.group(1)), int(m.group(2))
-elif tool == "analyzer":
+elif tool in ("analyzer", "analyzer-base"):
     m = re.search(r"^events: (\d+) .*?; lost in kernel: (\d+)", err, re.M)
     if m:
         events, lost = int(m.group(1)), int(m.group(2))
@@ -150,7 +158,7 @@ print("| phase | tool | new conn/s (median) | vs none | observer CPU-s per s of 
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for phase in dict.fromkeys(r["phase"] for r in rows):
     base = med([float(r["conn_s"]) for r in rows if r["phase"] == phase and r["tool"] == "none"])
-    for tool in ("none", "analyzer", "raw", "tcpdump"):
+    for tool in ("none", "analyzer", "analyzer-base", "raw", "tcpdump"):
         rs = [r for r in rows if r["phase"] == phase and r["tool"] == tool]
         if not rs:
             continue

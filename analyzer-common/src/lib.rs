@@ -18,6 +18,10 @@ use core::mem::size_of;
 
 /// Address family values as the kernel reports them (`AF_INET`, `AF_INET6`).
 pub const AF_INET: u16 = 2;
+/// `TCP_ESTABLISHED`: the one TCP state value the kernel programs compare with. The TCP
+/// states are user-space ABI (`tcpi_state` of `TCP_INFO`, `<netinet/tcp.h>`), numbered
+/// so since Linux 2.0; userspace still names every state from BTF.
+pub const TCP_ESTABLISHED: i32 = 1;
 /// See [`AF_INET`].
 pub const AF_INET6: u16 = 10;
 /// `IPPROTO_TCP`, as `sock:inet_sock_set_state` and `sock:inet_sk_error_report` report it.

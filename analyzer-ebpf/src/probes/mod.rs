@@ -4,8 +4,8 @@
 //! writes one [`Event`] to the ring buffer.
 use analyzer_common::{
     AF_INET, DROP_REASON_SLOTS, ETH_P_IP, ETH_P_IPV6, Event, EventKind, FIELD_ABSENT, FILTER_ADDRS,
-    FILTER_PORTS, Filter, IPPROTO_TCP, Layouts, RING_WAKEUP_BYTES, StatSlot, TcpCounters,
-    TcpSockLayout, TpLayout, Tuple,
+    FILTER_PORTS, Filter, IPPROTO_TCP, Layouts, RING_WAKEUP_BYTES, StatSlot, TCP_ESTABLISHED,
+    TcpCounters, TcpSockLayout, TpLayout, Tuple,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -202,20 +202,21 @@ fn sock_field<T: Default>(skaddr: u64, off: u32) -> Result<T, i32> {
     unsafe { bpf_probe_read_kernel((skaddr + u64::from(off)) as *const T) }
 }
 
-/// The counters of the full TCP socket at `skaddr`. Only for events whose socket is a
-/// `struct tcp_sock` (state changes, resets received, destroy): a reset sent may come
-/// from a time-wait or request socket, whose memory has another shape.
+/// The counters of the full TCP socket at `skaddr`, where userspace uses them: when the
+/// connection leaves ESTABLISHED (the first FIN, either way), when an RST arrives, and at
+/// destroy. Only events whose socket is a `struct tcp_sock`: a reset sent may come from a
+/// time-wait or request socket, whose memory has another shape. Reading at every state
+/// change doubled the programs' run time under churn for nothing (BENCHMARKS.md).
 #[inline(always)]
-fn tcp_counters(kind: EventKind, skaddr: u64) -> Result<TcpCounters, i32> {
+fn tcp_counters(kind: EventKind, skaddr: u64, old_state: i32) -> Result<TcpCounters, i32> {
     // SAFETY: as in `filter_u32`.
     let l: TcpSockLayout = unsafe { core::ptr::read_volatile(&TCP_SOCK) };
-    if l.present == 0
-        || skaddr == 0
-        || !matches!(
-            kind,
-            EventKind::StateChange | EventKind::ReceiveReset | EventKind::DestroySock
-        )
-    {
+    let wanted = match kind {
+        EventKind::StateChange => old_state == TCP_ESTABLISHED,
+        EventKind::ReceiveReset | EventKind::DestroySock => true,
+        _ => false,
+    };
+    if l.present == 0 || skaddr == 0 || !wanted {
         return Ok(TcpCounters::default());
     }
     Ok(TcpCounters {
@@ -293,6 +294,7 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
             }
         }
     }
+    let state: i32 = read(ctx, l.state)?;
     let ev = Event {
         // SAFETY: BPF helpers without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
@@ -304,14 +306,14 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
         // SAFETY: as above.
         cpu: unsafe { bpf_get_smp_processor_id() },
         pid: (bpf_get_current_pid_tgid() >> 32) as u32,
-        state: read(ctx, l.state)?,
+        state,
         new_state: read(ctx, l.new_state)?,
         reason: read(ctx, l.reason)?,
         error: read(ctx, l.error)?,
         protocol,
         _pad: 0,
         tuple,
-        tcp: tcp_counters(kind, skaddr)?,
+        tcp: tcp_counters(kind, skaddr, state)?,
     };
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
