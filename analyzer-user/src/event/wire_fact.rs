@@ -1,7 +1,10 @@
 //! What the raw backend reads on the wire that no tracepoint shows, as facts about one
 //! connection: kept on its record (`ConnRecord::wire`), judged by the wire rules, and
 //! logged as `{"wire": ...}` lines of `--raw-events`.
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +96,9 @@ pub enum WireFact {
     },
     /// The server's SETTINGS_MAX_CONCURRENT_STREAMS.
     H2Settings { max_concurrent_streams: u32 },
+    /// What the plaintext showed of the HTTP exchanges on the connection, summed when it
+    /// ended: from the raw capture (cleartext only) or the syscall capture (any process).
+    Http(HttpTally),
     /// A TLS or h2c stream that broke; nothing more was parsed in that direction.
     Malformed {
         from_server: bool,
@@ -100,6 +106,36 @@ pub enum WireFact {
         offset: u64,
         what: String,
     },
+}
+
+/// The HTTP exchanges of one connection, as its plaintext showed them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpTally {
+    /// `http/1.1` or `h2c` (`h2` when the plaintext came from a TLS library).
+    pub protocol: String,
+    /// Requests the client sent: HTTP/1.1 request heads, HTTP/2 streams the client
+    /// opened with HEADERS.
+    pub requests: u32,
+    /// Of which a complete answer came back: a final status and the whole body its
+    /// framing announced (HTTP/1.1), or the server's END_STREAM (HTTP/2).
+    pub answered: u32,
+    /// Final statuses seen, with how many responses carried each (HTTP/2: only those the
+    /// HPACK decoder could read).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub statuses: BTreeMap<u16, u32>,
+    /// Answers begun and cut short: the connection ended before the body its framing
+    /// announced was complete.
+    #[serde(default)]
+    pub cut_mid_answer: u32,
+    /// Requests with not one byte of answer when the connection ended.
+    #[serde(default)]
+    pub unanswered: u32,
+    /// HTTP/2 streams the server reset (RST_STREAM), per error code name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub streams_reset: BTreeMap<String, u32>,
+    /// Some bytes were not captured (a gap, a cap): the counts may be short.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 impl WireFact {

@@ -97,13 +97,37 @@ impl Inspector {
         let (tls_out, h2_out) = (&mut self.tls_facts, &mut self.h2_facts);
         let (tls, h2) = (&mut side.tls, &mut side.h2);
         reasm.push(seg.seq, seg.payload, |chunk: Chunk<'_>| {
-            if let Some(t) = tls.as_mut() {
-                t.on_chunk(chunk, tls_out);
-            }
-            if let Some(h) = h2.as_mut() {
-                h.on_chunk(chunk, h2_out);
-            }
+            observe(tls, h2, tls_out, h2_out, chunk);
         });
+        self.settle(from_server, emit);
+    }
+
+    /// Takes the next in-order bytes of one direction (`from_server`), already
+    /// reassembled: what the syscall capture reads from a socket's reads and writes
+    /// (a [`Chunk::Gap`] where a call moved more bytes than were captured).
+    pub fn stream(&mut self, from_server: bool, chunk: Chunk<'_>, emit: &mut dyn FnMut(WireFact)) {
+        let side = &mut self.sides[usize::from(from_server)];
+        if side.tls.is_none() && side.h2.is_none() {
+            return;
+        }
+        observe(
+            &mut side.tls,
+            &mut side.h2,
+            &mut self.tls_facts,
+            &mut self.h2_facts,
+            chunk,
+        );
+        self.settle(from_server, emit);
+    }
+
+    /// Whether every observer of both directions has stopped (nothing more to learn).
+    pub fn is_done(&self) -> bool {
+        self.sides.iter().all(|s| s.tls.is_none() && s.h2.is_none())
+    }
+
+    /// Drops the observers that stopped and hands on what they found.
+    fn settle(&mut self, from_server: bool, emit: &mut dyn FnMut(WireFact)) {
+        let side = &mut self.sides[usize::from(from_server)];
         if side.tls.as_ref().is_some_and(TlsObserver::is_stopped) {
             side.tls = None;
         }
@@ -227,6 +251,22 @@ impl Inspector {
             },
             _ => return None,
         })
+    }
+}
+
+/// Hands one chunk to the observers still reading.
+fn observe(
+    tls: &mut Option<TlsObserver>,
+    h2: &mut Option<H2cObserver>,
+    tls_out: &mut Vec<TlsFact>,
+    h2_out: &mut Vec<H2cFact>,
+    chunk: Chunk<'_>,
+) {
+    if let Some(t) = tls.as_mut() {
+        t.on_chunk(chunk, tls_out);
+    }
+    if let Some(h) = h2.as_mut() {
+        h.on_chunk(chunk, h2_out);
     }
 }
 
