@@ -1,15 +1,20 @@
-//! Payload inspection of one connection for the raw backend: both directions are
-//! reassembled ([`StreamReassembler`]) and read by a TLS observer and an h2c observer at
-//! once, until each says the stream is not its protocol. What they find becomes
-//! [`WireFact`]s about the connection.
+//! Payload inspection of one connection: the in-order bytes of both directions
+//! (reassembled from segments by [`StreamReassembler`], or handed over by the syscall
+//! capture) are read by a TLS, an h2c and an HTTP/1.1 observer at once, until each says
+//! the stream is not its protocol. What they find becomes [`WireFact`]s about the
+//! connection; when it ends, [`Inspector::finish`] sums its HTTP exchanges into one
+//! [`HttpTally`].
+use std::collections::BTreeMap;
+
 use wire::packet::{Segment, TcpFlags};
 
 use super::{
-    h2c::{self, H2cDirection, H2cFact, H2cObserver},
+    h2c::{self, H2cDirection, H2cFact, H2cObserver, StreamView},
+    http1::{Http1Fact, Http1Observer, Http1Side},
     reasm::{Chunk, ReasmConfig, StreamReassembler},
     tls::{TlsFact, TlsObserver},
 };
-use crate::event::wire_fact::WireFact;
+use crate::event::wire_fact::{HttpTally, WireFact};
 
 /// Inspection limits per connection.
 #[derive(Clone, Debug)]
@@ -30,42 +35,129 @@ impl Default for Inspect {
     }
 }
 
+/// One direction of the connection.
 #[derive(Debug)]
 struct Side {
     reasm: Option<StreamReassembler>,
+    obs: Observers,
+    /// Sequence number just past this direction's FIN, once one was seen: bytes not
+    /// delivered before it when the connection ends were lost by the capture.
+    fin_seq: Option<u32>,
+    /// The direction ended cleanly ([`Inspector::end_of_stream`]).
+    eof: bool,
+}
+
+impl Side {
+    fn new(dir: H2cDirection, midstream: bool) -> Self {
+        let h1_side = match dir {
+            H2cDirection::ClientToServer => Http1Side::Client,
+            H2cDirection::ServerToClient => Http1Side::Server,
+        };
+        Self {
+            reasm: None,
+            obs: Observers {
+                tls: Some(TlsObserver::new()),
+                h2: Some(H2cObserver::new(dir)),
+                // Mid-stream, requests and responses cannot be paired: no HTTP/1.1 tally.
+                h1: (!midstream).then(|| Http1Observer::new(h1_side)),
+                capped: false,
+            },
+            fin_seq: None,
+            eof: false,
+        }
+    }
+}
+
+/// The observers still reading one direction.
+#[derive(Debug)]
+struct Observers {
     tls: Option<TlsObserver>,
+    /// Kept once stopped by a broken frame stream, for its stream views (the tally);
+    /// dropped when the direction is not h2c.
     h2: Option<H2cObserver>,
+    h1: Option<Http1Observer>,
+    /// A [`Chunk::Capped`] came: nothing after it was seen.
+    capped: bool,
+}
+
+impl Observers {
+    fn is_reading(&self) -> bool {
+        self.tls.is_some() || self.h2.as_ref().is_some_and(|h| !h.is_stopped()) || self.h1.is_some()
+    }
+
+    /// Hands one chunk to the observers still reading.
+    fn observe(&mut self, chunk: Chunk<'_>, found: &mut Found) {
+        if let Chunk::Capped { .. } = chunk {
+            self.capped = true;
+        }
+        if let Some(t) = self.tls.as_mut() {
+            t.on_chunk(chunk, &mut found.tls);
+        }
+        if let Some(h) = self.h2.as_mut() {
+            h.on_chunk(chunk, &mut found.h2);
+        }
+        if let Some(h) = self.h1.as_mut() {
+            h.on_chunk(chunk, &mut found.h1);
+        }
+    }
+}
+
+/// What the observers found in the last bytes, not yet handed on.
+#[derive(Debug, Default)]
+struct Found {
+    tls: Vec<TlsFact>,
+    h2: Vec<H2cFact>,
+    h1: Vec<Http1Fact>,
+}
+
+/// The HTTP/1.1 requests and responses so far. Responses answer requests in the order
+/// they were sent (RFC 9112 section 9.3.2), so counting both pairs them.
+#[derive(Debug, Default)]
+struct H1Count {
+    requests: u32,
+    /// Final response heads.
+    responses: u32,
+    /// Responses read to the end of their body.
+    answered: u32,
+    statuses: BTreeMap<u16, u32>,
+    /// Framing was lost in a direction: the counts may be short.
+    incomplete: bool,
+    /// The server switched protocols (101, a 2xx to CONNECT): its answers are all known.
+    switched: bool,
+    /// The server's bytes are not HTTP/1.x.
+    server_not_http: Option<String>,
 }
 
 /// Inspects one connection's payload in both directions.
 #[derive(Debug)]
 pub struct Inspector {
     cfg: Inspect,
-    midstream: bool,
     /// 0: client to server, 1: server to client.
     sides: [Side; 2],
     sni: Option<String>,
-    tls_facts: Vec<TlsFact>,
-    h2_facts: Vec<H2cFact>,
+    found: Found,
+    h1: H1Count,
+    /// The client's h2c connection preface was seen.
+    h2c: bool,
+    /// An h2c direction broke (or lost bytes) after its preface.
+    h2c_broken: bool,
+    finished: bool,
 }
 
 impl Inspector {
     pub fn new(cfg: Inspect, midstream: bool) -> Self {
-        let side = |dir| Side {
-            reasm: None,
-            tls: Some(TlsObserver::new()),
-            h2: Some(H2cObserver::new(dir)),
-        };
         Self {
             cfg,
-            midstream,
             sides: [
-                side(H2cDirection::ClientToServer),
-                side(H2cDirection::ServerToClient),
+                Side::new(H2cDirection::ClientToServer, midstream),
+                Side::new(H2cDirection::ServerToClient, midstream),
             ],
             sni: None,
-            tls_facts: Vec::new(),
-            h2_facts: Vec::new(),
+            found: Found::default(),
+            h1: H1Count::default(),
+            h2c: false,
+            h2c_broken: false,
+            finished: false,
         }
     }
 
@@ -77,27 +169,29 @@ impl Inspector {
         seg: &Segment<'_>,
         emit: &mut dyn FnMut(WireFact),
     ) {
-        let d = usize::from(from_server);
-        let side = &mut self.sides[d];
-        if side.tls.is_none() && side.h2.is_none() {
+        let reasm_cfg = self.cfg.reasm;
+        let side = &mut self.sides[usize::from(from_server)];
+        if seg.has(TcpFlags::FIN) {
+            let len = u32::try_from(seg.payload.len()).unwrap_or(0);
+            side.fin_seq = Some(seg.seq.wrapping_add(len));
+        }
+        if !side.obs.is_reading() {
             return;
         }
         if seg.has(TcpFlags::SYN) {
-            side.reasm = Some(StreamReassembler::after_syn(seg.seq, self.cfg.reasm));
+            side.reasm = Some(StreamReassembler::after_syn(seg.seq, reasm_cfg));
             return;
         }
         if seg.payload.is_empty() {
             return;
         }
-        let reasm = side.reasm.get_or_insert_with(|| {
-            // No SYN seen in this direction: mid-stream, parsers may start inside a message.
-            let _ = self.midstream;
-            StreamReassembler::mid_stream(seg.seq, self.cfg.reasm)
-        });
-        let (tls_out, h2_out) = (&mut self.tls_facts, &mut self.h2_facts);
-        let (tls, h2) = (&mut side.tls, &mut side.h2);
+        // No SYN seen in this direction: mid-stream, parsers may start inside a message.
+        let reasm = side
+            .reasm
+            .get_or_insert_with(|| StreamReassembler::mid_stream(seg.seq, reasm_cfg));
+        let (obs, found) = (&mut side.obs, &mut self.found);
         reasm.push(seg.seq, seg.payload, |chunk: Chunk<'_>| {
-            observe(tls, h2, tls_out, h2_out, chunk);
+            obs.observe(chunk, found)
         });
         self.settle(from_server, emit);
     }
@@ -107,51 +201,109 @@ impl Inspector {
     /// (a [`Chunk::Gap`] where a call moved more bytes than were captured).
     pub fn stream(&mut self, from_server: bool, chunk: Chunk<'_>, emit: &mut dyn FnMut(WireFact)) {
         let side = &mut self.sides[usize::from(from_server)];
-        if side.tls.is_none() && side.h2.is_none() {
+        if !side.obs.is_reading() {
             return;
         }
-        observe(
-            &mut side.tls,
-            &mut side.h2,
-            &mut self.tls_facts,
-            &mut self.h2_facts,
-            chunk,
-        );
+        side.obs.observe(chunk, &mut self.found);
         self.settle(from_server, emit);
+    }
+
+    /// The direction `from_server` ended cleanly: its FIN was seen, or a read returned 0.
+    /// A response delimited by the close is complete only then (RFC 9112 section 6.3,
+    /// rule 8); without it [`Inspector::finish`] judges one still open cut short.
+    pub fn end_of_stream(&mut self, from_server: bool) {
+        self.sides[usize::from(from_server)].eof = true;
     }
 
     /// Whether every observer of both directions has stopped (nothing more to learn).
     pub fn is_done(&self) -> bool {
-        self.sides.iter().all(|s| s.tls.is_none() && s.h2.is_none())
+        self.sides.iter().all(|s| !s.obs.is_reading())
+    }
+
+    /// The connection ended (both directions done, or the socket destroyed): judges the
+    /// last response (complete, cut mid-answer, or never begun) and emits one
+    /// [`WireFact::Http`] if any request was seen. Call it once; later calls, and bytes
+    /// after it, are ignored.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(WireFact)) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        for from_server in [false, true] {
+            self.flush(from_server, emit);
+        }
+        let side = &mut self.sides[1];
+        if let Some(h) = side.obs.h1.as_mut() {
+            h.end(side.eof, &mut self.found.h1);
+        }
+        self.settle(true, emit);
+        if let Some(t) = self.h1_tally(emit).or_else(|| self.h2c_tally()) {
+            emit(WireFact::Http(t));
+        }
+        for side in &mut self.sides {
+            side.obs = Observers {
+                tls: None,
+                h2: None,
+                h1: None,
+                capped: side.obs.capped,
+            };
+            side.reasm = None;
+        }
+    }
+
+    /// At the end: holes that never filled are skipped, so what came after them is read,
+    /// and bytes missing between the last delivered one and the FIN are a gap.
+    fn flush(&mut self, from_server: bool, emit: &mut dyn FnMut(WireFact)) {
+        let side = &mut self.sides[usize::from(from_server)];
+        let Some(reasm) = side.reasm.as_mut() else {
+            return;
+        };
+        let (obs, found) = (&mut side.obs, &mut self.found);
+        reasm.skip_holes(|chunk: Chunk<'_>| obs.observe(chunk, found));
+        let missing = side.fin_seq.map_or(0, |f| f.wrapping_sub(reasm.next_seq()));
+        // A FIN further ahead than a TCP window can reach is no FIN of this stream.
+        if !reasm.is_capped() && missing > 0 && missing < 1 << 30 {
+            let gap = Chunk::Gap {
+                len_bytes: u64::from(missing),
+            };
+            side.obs.observe(gap, &mut self.found);
+        }
+        self.settle(from_server, emit);
     }
 
     /// Drops the observers that stopped and hands on what they found.
     fn settle(&mut self, from_server: bool, emit: &mut dyn FnMut(WireFact)) {
-        let side = &mut self.sides[usize::from(from_server)];
-        if side.tls.as_ref().is_some_and(TlsObserver::is_stopped) {
-            side.tls = None;
+        let obs = &mut self.sides[usize::from(from_server)].obs;
+        if obs.tls.as_ref().is_some_and(TlsObserver::is_stopped) {
+            obs.tls = None;
         }
-        if side.h2.as_ref().is_some_and(H2cObserver::is_stopped) {
-            side.h2 = None;
+        if obs.h1.as_ref().is_some_and(Http1Observer::is_stopped) {
+            obs.h1 = None;
         }
-        let tls_facts = std::mem::take(&mut self.tls_facts);
-        for f in tls_facts {
+        let found = std::mem::take(&mut self.found);
+        for f in found.tls {
             if let Some(w) = self.tls_fact(from_server, f) {
                 emit(w);
             }
         }
-        let h2_facts = std::mem::take(&mut self.h2_facts);
-        for f in h2_facts {
+        for f in found.h2 {
             if let Some(w) = self.h2_fact(from_server, f) {
+                emit(w);
+            }
+        }
+        for f in found.h1 {
+            if let Some(w) = self.h1_fact(from_server, f) {
                 emit(w);
             }
         }
     }
 
     fn tls_fact(&mut self, from_server: bool, f: TlsFact) -> Option<WireFact> {
-        // A stream that is TLS is not h2c (h2 over TLS is encrypted): stop that parser.
+        // A stream that is TLS is neither h2c (h2 over TLS is encrypted) nor HTTP/1.1 in
+        // the clear: stop those parsers.
         if matches!(f, TlsFact::ClientHello(_) | TlsFact::ServerHello(_)) {
-            self.sides[usize::from(from_server)].h2 = None;
+            let obs = &mut self.sides[usize::from(from_server)].obs;
+            obs.h2 = None;
+            obs.h1 = None;
         }
         Some(match f {
             TlsFact::ClientHello(h) => {
@@ -205,9 +357,17 @@ impl Inspector {
     }
 
     fn h2_fact(&mut self, from_server: bool, f: H2cFact) -> Option<WireFact> {
-        if matches!(f, H2cFact::ClientPreface) {
-            self.sides[0].tls = None;
-            self.sides[1].tls = None;
+        match f {
+            H2cFact::ClientPreface => {
+                self.h2c = true;
+                for side in &mut self.sides {
+                    side.obs.tls = None;
+                    side.obs.h1 = None;
+                }
+            }
+            H2cFact::NotH2c { .. } => self.sides[usize::from(from_server)].obs.h2 = None,
+            H2cFact::Malformed { .. } => self.h2c_broken = true,
+            _ => {}
         }
         Some(match f {
             H2cFact::GoAway {
@@ -216,7 +376,7 @@ impl Inspector {
                 debug,
                 ..
             } => {
-                let in_flight = match (&self.sides[0].h2, &self.sides[1].h2) {
+                let in_flight = match (&self.sides[0].obs.h2, &self.sides[1].obs.h2) {
                     (Some(c), Some(s)) => h2c::in_flight(c, s),
                     _ => Vec::new(),
                 };
@@ -252,21 +412,132 @@ impl Inspector {
             _ => return None,
         })
     }
-}
 
-/// Hands one chunk to the observers still reading.
-fn observe(
-    tls: &mut Option<TlsObserver>,
-    h2: &mut Option<H2cObserver>,
-    tls_out: &mut Vec<TlsFact>,
-    h2_out: &mut Vec<H2cFact>,
-    chunk: Chunk<'_>,
-) {
-    if let Some(t) = tls.as_mut() {
-        t.on_chunk(chunk, tls_out);
+    fn h1_fact(&mut self, from_server: bool, f: Http1Fact) -> Option<WireFact> {
+        let n = &mut self.h1;
+        match f {
+            Http1Fact::Request { kind } => {
+                n.requests = n.requests.saturating_add(1);
+                // A request line: the client speaks neither TLS nor h2c.
+                let client = &mut self.sides[0].obs;
+                client.tls = None;
+                client.h2 = None;
+                if let Some(server) = self.sides[1].obs.h1.as_mut() {
+                    server.expect_response_to(kind);
+                }
+            }
+            Http1Fact::Response { status } => {
+                n.responses = n.responses.saturating_add(1);
+                *n.statuses.entry(status).or_default() += 1;
+                let server = &mut self.sides[1].obs;
+                server.tls = None;
+                server.h2 = None;
+            }
+            Http1Fact::Complete if from_server => n.answered = n.answered.saturating_add(1),
+            Http1Fact::Switched if from_server => {
+                n.switched = true;
+                // What the client sends now is the new protocol.
+                self.sides[0].obs.h1 = None;
+            }
+            Http1Fact::NotHttp1 { what } if from_server => {
+                n.server_not_http = Some(what.to_string());
+            }
+            Http1Fact::Malformed { offset, what } => {
+                n.incomplete = true;
+                // Bytes the capture missed say nothing about the peers.
+                if !what.is_capture_loss() {
+                    return Some(WireFact::Malformed {
+                        from_server,
+                        protocol: "http/1.1".into(),
+                        offset,
+                        what: what.to_string(),
+                    });
+                }
+            }
+            Http1Fact::Interim { .. }
+            | Http1Fact::Complete
+            | Http1Fact::Switched
+            | Http1Fact::NotHttp1 { .. } => {}
+        }
+        None
     }
-    if let Some(h) = h2.as_mut() {
-        h.on_chunk(chunk, h2_out);
+
+    /// The HTTP/1.1 tally at the end, if the client sent a request. The last response
+    /// is judged by where the server's observer stands: mid-message is cut short; the
+    /// requests beyond the answered and the cut got not one byte. When the server's
+    /// side could not be followed to the end, nothing is called unanswered and the
+    /// tally is marked incomplete.
+    fn h1_tally(&self, emit: &mut dyn FnMut(WireFact)) -> Option<HttpTally> {
+        let n = &self.h1;
+        // A response answers a request even if the request's head was not read.
+        let requests = n.requests.max(n.responses);
+        if requests == 0 {
+            return None;
+        }
+        if let Some(what) = &n.server_not_http {
+            emit(WireFact::Malformed {
+                from_server: true,
+                protocol: "http/1.1".into(),
+                offset: 0,
+                what: format!("the answer to an HTTP/1.1 request is not HTTP/1.x: {what}"),
+            });
+        }
+        let server = self.sides[1].obs.h1.as_ref();
+        let followed = server.is_some() || n.switched;
+        let cut = u32::from(server.is_some_and(Http1Observer::mid_message));
+        let answered = n.answered.min(requests);
+        let unanswered = match followed {
+            true => requests.saturating_sub(answered).saturating_sub(cut),
+            false => 0,
+        };
+        Some(HttpTally {
+            protocol: "http/1.1".into(),
+            requests,
+            answered,
+            statuses: n.statuses.clone(),
+            cut_mid_answer: cut,
+            unanswered,
+            streams_reset: BTreeMap::new(),
+            incomplete: n.incomplete || !followed,
+        })
+    }
+
+    /// The h2c tally at the end, from the streams each direction's observer saw: the
+    /// client's requests (odd streams it sent HEADERS on) judged by what the server sent
+    /// on each. Statuses are not read: they are HPACK-coded, and decoding them needs
+    /// every header block of the connection in order.
+    fn h2c_tally(&self) -> Option<HttpTally> {
+        let client = self.sides[0].obs.h2.as_ref().filter(|_| self.h2c)?;
+        let server = self.sides[1].obs.h2.as_ref();
+        let evicted = |o: Option<&H2cObserver>| o.is_some_and(|o| o.stats().streams_evicted > 0);
+        let mut t = HttpTally {
+            protocol: "h2c".into(),
+            incomplete: self.h2c_broken
+                || server.is_none()
+                || self.sides.iter().any(|s| s.obs.capped)
+                || evicted(Some(client))
+                || evicted(server),
+            ..HttpTally::default()
+        };
+        // RFC 9113 section 5.1.1: client-initiated streams have odd ids.
+        for req in client
+            .streams()
+            .filter(|v| v.stream_id % 2 == 1 && v.headers_frames > 0)
+        {
+            t.requests = t.requests.saturating_add(1);
+            let Some(server) = server else { continue };
+            match server.stream(req.stream_id) {
+                Some(v) if v.end_stream => t.answered += 1,
+                Some(StreamView {
+                    reset: Some(code), ..
+                }) => *t.streams_reset.entry(code.to_string()).or_default() += 1,
+                // The client reset it: no answer was owed.
+                _ if req.reset.is_some() => {}
+                Some(_) => t.cut_mid_answer += 1,
+                None => t.unanswered += 1,
+            }
+        }
+        (t.requests > 0).then_some(t)
     }
 }
 
@@ -281,3 +552,7 @@ fn version_name(v: u16) -> String {
         other => format!("0x{other:04x}"),
     }
 }
+
+// The tests live in flow/tests.rs to keep each file short (STYLE.md).
+#[cfg(test)]
+mod tests;

@@ -154,11 +154,15 @@ impl RawSource {
             }
         }
         self.drain(out);
+        // The connections still open end with the capture: their HTTP tallies.
         let track = self
             .shared
             .tracker
             .lock()
-            .map(|t| t.stats().clone())
+            .map(|mut t| {
+                t.finish_all(Clock::now().to_unix_ns(mono_ns()), out);
+                t.stats().clone()
+            })
             .unwrap_or_default();
         CaptureReport {
             interfaces,

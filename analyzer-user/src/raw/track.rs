@@ -1,5 +1,6 @@
-//! The raw backend's TCP tracker: captured segments in, the same [`KernelEvent`]s the
-//! eBPF programs would have produced out, so correlation and rules are one code path.
+//! The raw backend's TCP tracker: captured segments in, the same
+//! [`KernelEvent`](crate::event::KernelEvent)s the eBPF programs would have produced
+//! out, so correlation and rules are one code path.
 //!
 //! The tracker follows each connection from the wire and plays the part of this host's
 //! kernel for every end whose address is local (both ends on loopback): a SYN sent is
@@ -12,9 +13,11 @@
 //! Sockets have no kernel address on the wire: each end gets a synthetic one, unique in
 //! the run, and no cookie (loadgen's events join by 4-tuple and time instead).
 //!
-//! What the wire shows and tracepoints do not is reported as [`WireFact`]s: RSTs whose
-//! TTL or IP ID do not fit the sender's other packets (possibly injected by a middlebox),
-//! zero windows, and (from [`super::flow`]) TLS and h2c facts.
+//! What the wire shows and tracepoints do not is reported as
+//! [`WireFact`](crate::event::wire_fact::WireFact)s: RSTs whose TTL or IP ID do not fit
+//! the sender's other packets (possibly injected by a middlebox), zero windows, and
+//! (from [`super::flow`]) TLS and h2c facts, and when a connection ends (closed, reset,
+//! evicted, expired, or the capture stopped) the HTTP tally of its payload.
 //!
 //! Memory is bounded: at most `max_flows` connections are followed (the oldest quiet one
 //! is dropped and counted beyond that), and a closed connection is forgotten.
@@ -25,20 +28,18 @@ use std::{
 
 use analyzer_common::EventKind;
 use serde::{Deserialize, Serialize};
-use wire::packet::{Segment, TcpFlags, Unreachable};
+use wire::packet::{Segment, TcpFlags};
 
 mod conn;
+mod icmp;
 mod step;
 
 use super::flow::{Inspect, Inspector};
 use crate::{
-    event::{
-        Observed,
-        wire_fact::{WireEvent, WireFact},
-    },
+    event::{Observed, wire_fact::WireEvent},
     names::TcpState,
 };
-use conn::{Ctx, Dir, End, Flow, ends_mut, event, flow_key_skaddr, wire};
+use conn::{Ctx, Dir, End, Flow, event, flow_key_skaddr};
 use step::step;
 
 /// Synthetic kernel addresses of raw-backend sockets start here (far from real ones,
@@ -87,6 +88,9 @@ pub struct Tracker {
     order: VecDeque<(SocketAddr, SocketAddr)>,
     next_skaddr: u64,
     stats: TrackStats,
+    /// What connections forgotten by [`Tracker::expire`] left to say, handed on with the
+    /// next call that takes an `out`.
+    ended: Vec<Observed>,
 }
 
 impl Tracker {
@@ -99,6 +103,7 @@ impl Tracker {
             order: VecDeque::new(),
             next_skaddr: SKADDR_BASE,
             stats: TrackStats::default(),
+            ended: Vec::new(),
         }
     }
 
@@ -130,6 +135,7 @@ impl Tracker {
         out: &mut Vec<Observed>,
     ) {
         self.stats.segments += 1;
+        out.append(&mut self.ended);
         let fwd = (seg.src, seg.dst);
         let rev = (seg.dst, seg.src);
         let syn_only = seg.has(TcpFlags::SYN) && !seg.has(TcpFlags::ACK);
@@ -141,8 +147,10 @@ impl Tracker {
                     .get(&fwd)
                     .is_some_and(|f| f.dirs[0].isn != Some(seg.seq))
             {
-                self.flows.remove(&fwd);
-                self.start(seg, false, ts_unix_ns)
+                if let Some(mut old) = self.flows.remove(&fwd) {
+                    old.finish(ts_unix_ns, out);
+                }
+                self.start(seg, false, ts_unix_ns, out)
             } else {
                 fwd
             }
@@ -153,7 +161,7 @@ impl Tracker {
             self.stray(seg, ts_ns, ts_unix_ns, out);
             return;
         } else {
-            self.start(seg, !syn_only, ts_unix_ns)
+            self.start(seg, !syn_only, ts_unix_ns, out)
         };
         let Some(mut flow) = self.flows.remove(&key) else {
             return;
@@ -162,7 +170,10 @@ impl Tracker {
         let d = usize::from(seg.src != flow.client);
         let ctx = Ctx { ts_ns, ts_unix_ns };
         let closed = step(&mut flow, d, seg, ctx, out);
-        if let Some(ins) = flow.inspector.as_mut() {
+        if let Some(ins) = flow.inspector.as_mut().filter(|i| !i.is_done()) {
+            if seg.has(TcpFlags::FIN) {
+                ins.end_of_stream(d == 1);
+            }
             ins.segment(d == 1, seg, &mut |fact| {
                 out.push(Observed::Wire(WireEvent {
                     ts_unix_ns,
@@ -173,7 +184,9 @@ impl Tracker {
                 }));
             });
         }
-        if !closed {
+        if closed {
+            flow.finish(ts_unix_ns, out);
+        } else {
             self.flows.insert(key, flow);
         }
     }
@@ -183,6 +196,7 @@ impl Tracker {
         seg: &Segment<'_>,
         midstream: bool,
         ts_unix_ns: u64,
+        out: &mut Vec<Observed>,
     ) -> (SocketAddr, SocketAddr) {
         // Mid-stream, the client is the end whose port is not the lower (well-known) one.
         let (client, server) = if midstream && seg.src.port() < seg.dst.port() {
@@ -205,7 +219,7 @@ impl Tracker {
             },
         );
         if self.flows.len() >= self.cfg.max_flows {
-            self.evict_one();
+            self.evict_one(ts_unix_ns, out);
         }
         self.stats.flows += 1;
         if midstream {
@@ -236,10 +250,11 @@ impl Tracker {
         (client, server)
     }
 
-    fn evict_one(&mut self) {
+    fn evict_one(&mut self, ts_unix_ns: u64, out: &mut Vec<Observed>) {
         while let Some(k) = self.order.pop_front() {
-            if self.flows.remove(&k).is_some() {
+            if let Some(mut flow) = self.flows.remove(&k) {
                 self.stats.flows_evicted += 1;
+                flow.finish(ts_unix_ns, out);
                 return;
             }
         }
@@ -262,82 +277,33 @@ impl Tracker {
         }
     }
 
-    /// Takes an ICMP/ICMPv6 destination unreachable: for a connection of ours in
-    /// SYN_SENT, the kernel delivers the error and ends the connect (`tcp_v4_err`); in
-    /// other states it is a soft error, kept as a fact only.
-    pub fn unreachable(
-        &mut self,
-        u: &Unreachable,
-        ts_ns: u64,
-        ts_unix_ns: u64,
-        out: &mut Vec<Observed>,
-    ) {
-        let key = (u.src, u.dst);
-        let Some(flow) = self.flows.get_mut(&key) else {
-            self.stats.stray_segments += 1;
-            return;
-        };
-        let errno = icmp_errno(u.from.is_ipv4(), u.code);
-        let ctx = Ctx { ts_ns, ts_unix_ns };
-        out.push(wire(
-            flow,
-            ctx,
-            WireFact::IcmpUnreachable {
-                from: u.from,
-                icmp_type: u.icmp_type,
-                code: u.code,
-                errno,
-            },
-        ));
-        let (mut client, _) = ends_mut(&mut flow.ends, flow.client, flow.server, 0);
-        if client.end.state != TcpState::SynSent {
-            return;
-        }
-        if client.end.local {
-            let mut ev = event(
-                EventKind::ErrorReport,
-                ctx,
-                client.end.skaddr,
-                client.local,
-                client.remote,
-                None,
-            );
-            ev.errno = Some(errno);
-            out.push(Observed::Kernel(ev));
-        }
-        client.close(ctx, out);
-        self.flows.remove(&key);
-    }
-
-    /// Forgets connections quiet for longer than `idle_ns` (call now and then).
+    /// Forgets connections quiet for longer than `idle_ns` (call now and then). What
+    /// they leave to say comes out of the next [`Tracker::segment`],
+    /// [`Tracker::unreachable`] or [`Tracker::finish_all`].
     pub fn expire(&mut self, now_unix_ns: u64, idle_ns: u64) {
-        self.flows
-            .retain(|_, f| now_unix_ns.saturating_sub(f.last_seen) < idle_ns);
+        let ended = &mut self.ended;
+        self.flows.retain(|_, f| {
+            let keep = now_unix_ns.saturating_sub(f.last_seen) < idle_ns;
+            if !keep {
+                f.finish(now_unix_ns, ended);
+            }
+            keep
+        });
         let flows = &self.flows;
         self.order.retain(|k| flows.contains_key(k));
     }
-}
 
-/// The errno the kernel makes of an ICMP destination unreachable code
-/// (`icmp_err_convert` in net/ipv4/icmp.c, `icmpv6_err_convert` in net/ipv6/icmp.c).
-fn icmp_errno(v4: bool, code: u8) -> i32 {
-    if v4 {
-        match code {
-            0 | 6 | 9 | 11 => libc::ENETUNREACH,
-            2 => libc::ENOPROTOOPT,
-            3 => libc::ECONNREFUSED,
-            4 => libc::EMSGSIZE,
-            5 => libc::EOPNOTSUPP,
-            7 => libc::EHOSTDOWN,
-            8 => libc::ENONET,
-            _ => libc::EHOSTUNREACH,
+    /// Ends every connection still followed (the capture stops): what their payload
+    /// inspection leaves to say (their HTTP tallies) goes to `out`, oldest first.
+    pub fn finish_all(&mut self, now_unix_ns: u64, out: &mut Vec<Observed>) {
+        out.append(&mut self.ended);
+        while let Some(k) = self.order.pop_front() {
+            if let Some(mut flow) = self.flows.remove(&k) {
+                flow.finish(now_unix_ns, out);
+            }
         }
-    } else {
-        match code {
-            0 => libc::ENETUNREACH,
-            1 | 5 | 6 => libc::EACCES,
-            4 => libc::ECONNREFUSED,
-            _ => libc::EHOSTUNREACH,
+        for (_, mut flow) in self.flows.drain() {
+            flow.finish(now_unix_ns, out);
         }
     }
 }

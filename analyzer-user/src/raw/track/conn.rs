@@ -44,6 +44,21 @@ pub(super) struct Flow {
     pub(super) inspector: Option<Inspector>,
 }
 
+impl Flow {
+    /// Ends the payload inspection, once: the connection's HTTP tally, if it carried a
+    /// request, goes to `out`.
+    pub(super) fn finish(&mut self, ts_unix_ns: u64, out: &mut Vec<Observed>) {
+        let Some(mut ins) = self.inspector.take() else {
+            return;
+        };
+        let ctx = Ctx {
+            ts_ns: 0,
+            ts_unix_ns,
+        };
+        ins.finish(&mut |fact| out.push(wire(self, ctx, fact)));
+    }
+}
+
 /// `a` comes strictly before `b` in sequence space (RFC 9293 section 3.4).
 pub(super) fn seq_lt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0

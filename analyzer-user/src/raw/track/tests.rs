@@ -6,7 +6,10 @@ use analyzer_common::EventKind;
 use wire::packet::{Segment, TcpFlags, TcpOptions};
 
 use super::*;
-use crate::event::KernelEvent;
+use crate::event::{
+    KernelEvent,
+    wire_fact::{WireEvent, WireFact},
+};
 
 const C: &str = "127.0.0.1:40000";
 const S: &str = "127.0.0.1:8080";
@@ -319,4 +322,92 @@ fn an_icmp_reject_ends_the_connect_with_the_kernels_errno() {
         ]
     );
     assert!(t.tracker.flows.is_empty());
+}
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody";
+const ANSWER_BEGUN: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nbo";
+
+fn len(b: &[u8]) -> u32 {
+    u32::try_from(b.len()).unwrap()
+}
+
+/// The HTTP tallies among the events, with the client end each was keyed by.
+fn tallies(out: &[Observed]) -> Vec<(SocketAddr, crate::event::wire_fact::HttpTally)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Observed::Wire(WireEvent {
+                client,
+                fact: WireFact::Http(t),
+                ..
+            }) => Some((*client, t.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Handshake, one request, and `answer` from the server.
+fn exchange(t: &mut T, answer: &'static [u8]) {
+    handshake(t);
+    t.push(&seg(C, S, ACK | PSH, 1001, 5001, REQUEST));
+    t.push(&seg(S, C, ACK | PSH, 5001, 1001 + len(REQUEST), answer));
+}
+
+#[test]
+fn a_closed_connection_ends_with_its_http_tally() {
+    let mut t = T::new(&[]);
+    exchange(&mut t, ANSWER);
+    let (c_fin, s_fin) = (1001 + len(REQUEST), 5001 + len(ANSWER));
+    t.push(&seg(C, S, ACK | FIN, c_fin, s_fin, b""));
+    assert!(tallies(&t.out).is_empty(), "not before the connection ends");
+    t.push(&seg(S, C, ACK | FIN, s_fin, c_fin + 1, b""));
+    t.push(&seg(C, S, ACK, c_fin + 1, s_fin + 1, b""));
+    let got = tallies(&t.out);
+    assert_eq!(got.len(), 1, "{:#?}", t.story());
+    assert_eq!(got[0].0, C.parse::<SocketAddr>().unwrap());
+    assert_eq!((got[0].1.requests, got[0].1.answered), (1, 1));
+    assert_eq!(got[0].1.statuses, [(200, 1)].into());
+    assert!(t.tracker.flows.is_empty());
+}
+
+#[test]
+fn a_reset_mid_answer_is_cut_short() {
+    let mut t = T::new(&[]);
+    exchange(&mut t, ANSWER_BEGUN);
+    t.push(&seg(
+        S,
+        C,
+        RST | ACK,
+        5001 + len(ANSWER_BEGUN),
+        1001 + len(REQUEST),
+        b"",
+    ));
+    let got = tallies(&t.out);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].1.answered, got[0].1.cut_mid_answer), (0, 1));
+}
+
+#[test]
+fn open_connections_end_with_the_capture_or_when_they_expire() {
+    let mut t = T::new(&[]);
+    handshake(&mut t);
+    t.push(&seg(C, S, ACK | PSH, 1001, 5001, REQUEST));
+    t.tracker.expire(t.ts + 10, 1_000_000);
+    assert!(tallies(&t.out).is_empty(), "not idle yet");
+    t.tracker.expire(t.ts + 2_000_000, 1_000_000);
+    assert!(t.tracker.flows.is_empty());
+    // Handed on with the next segment, whatever its connection.
+    t.push(&seg("127.0.0.1:40001", S, SYN, 7000, 0, b""));
+    let got = tallies(&t.out);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].1.requests, got[0].1.unanswered), (1, 1));
+    // The new connection is still open when the capture stops.
+    t.push(&seg(S, "127.0.0.1:40001", SYN | ACK, 9000, 7001, b""));
+    t.push(&seg("127.0.0.1:40001", S, ACK | PSH, 7001, 9001, REQUEST));
+    let mut out = Vec::new();
+    t.tracker.finish_all(t.ts + 1, &mut out);
+    assert!(t.tracker.flows.is_empty());
+    let got = tallies(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "127.0.0.1:40001".parse::<SocketAddr>().unwrap());
 }
