@@ -32,3 +32,4 @@ pub mod report;
 mod rules;
 pub mod session;
 mod table;
+pub mod tls_probe;
