@@ -25,6 +25,7 @@ mod certs;
 mod error;
 mod faults;
 pub mod flagdoc;
+pub mod foreign;
 mod http1;
 mod http2;
 mod listener;

@@ -1,15 +1,17 @@
 //! `cargo xtask setup`: installs, idempotently, what a fresh machine lacks for building
 //! and testing faultline, saying what it does. Facts from shared/TOOLCHAIN.md: bpf-linker
 //! must be built against LLVM 22 (nightly's LLVM) from Debian's llvm-22-dev.
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::sh;
 
 /// Debian packages the build and the tests use: LLVM for bpf-linker, curl as a foreign
 /// client, iproute2 for test namespaces, util-linux for setpriv (unprivileged checks),
-/// nftables for `loadgen packets syn`.
+/// nftables for `loadgen packets syn`, and the real servers and foreign clients of
+/// `testbed::foreign` (tests/src/foreign.rs).
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("llvm-22-dev", "LLVM 22 for bpf-linker"),
     ("curl", "a foreign HTTP client for tests and the demo"),
@@ -19,7 +21,38 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "nftables",
         "nft for loadgen packets syn's temporary RST-drop rule and its tests",
     ),
+    (
+        "nginx-light",
+        "a real reverse proxy for the analyzer's tests: 444 closes, a default certificate, \
+         GOAWAY after keepalive_requests",
+    ),
+    (
+        "haproxy",
+        "a real load balancer for the analyzer's tests: http-request reject",
+    ),
+    (
+        "golang-go",
+        "builds tests/go: a net/http server and client, the stack of vegeta and k6",
+    ),
+    (
+        "nghttp2-client",
+        "nghttp and h2load, HTTP/2 clients for tests",
+    ),
+    ("nghttp2-server", "nghttpd, an HTTP/2 server for tests"),
+    (
+        "python3",
+        "Python's http.client and ssl as a foreign client in tests",
+    ),
 ];
+
+/// Packages whose maintainer scripts start a system service (nginx on port 80, haproxy)
+/// when installed, with the service's name; the tests run their own instances and want
+/// none.
+const SERVICE_PACKAGES: &[(&str, &str)] = &[("nginx-light", "nginx"), ("haproxy", "haproxy")];
+
+/// Debian's hook that maintainer scripts ask before starting a service (invoke-rc.d(8)
+/// and deb-systemd-invoke both run it); exit code 101 means "action forbidden".
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
@@ -92,12 +125,73 @@ fn apt() -> Result<()> {
             .arg("update")
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
+    let services: Vec<&str> = SERVICE_PACKAGES
+        .iter()
+        .filter(|(p, _)| missing.contains(p))
+        .map(|(_, daemon)| *daemon)
+        .collect();
+    let no_starts = if services.is_empty() {
+        None
+    } else {
+        Some(NoServiceStarts::install()?)
+    };
     sh::run(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    )?;
+    drop(no_starts);
+    stop_started(&services)
+}
+
+/// Stops any of `daemons` running after their packages were installed (a policy-rc.d
+/// already on the machine may have allowed the start).
+fn stop_started(daemons: &[&str]) -> Result<()> {
+    for daemon in daemons {
+        if sh::succeeds(Command::new("pgrep").args(["-x", daemon])) {
+            eprintln!("setup: the {daemon} service started on install: stopping it");
+            sh::run(Command::new("service").args([daemon, "stop"]))?;
+        }
+    }
+    Ok(())
+}
+
+/// A policy-rc.d refusing every service start, present while it lives; one already on
+/// the machine (Debian's container images ship one that exits 101) is left alone.
+/// Services stay enabled for the next boot under systemd; nothing is started now.
+struct NoServiceStarts {
+    wrote: bool,
+}
+
+impl NoServiceStarts {
+    fn install() -> Result<Self> {
+        let path = std::path::Path::new(POLICY_RC_D);
+        if path.exists() {
+            eprintln!("setup: {POLICY_RC_D} present: left as it is");
+            return Ok(NoServiceStarts { wrote: false });
+        }
+        eprintln!("setup: writing {POLICY_RC_D} (exit 101) so no nginx or haproxy service starts");
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# cargo xtask setup: no service starts.\nexit 101\n",
+        )
+        .with_context(|| format!("write {POLICY_RC_D}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {POLICY_RC_D}"))?;
+        Ok(NoServiceStarts { wrote: true })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.wrote {
+            match std::fs::remove_file(POLICY_RC_D) {
+                Ok(()) => eprintln!("setup: removed {POLICY_RC_D}"),
+                Err(e) => eprintln!("setup: could not remove {POLICY_RC_D}: {e}"),
+            }
+        }
+    }
 }
 
 /// True if a bpf-linker that runs is on PATH.

@@ -1,0 +1,3 @@
+module faultline.test/foreign
+
+go 1.19
