@@ -16,6 +16,10 @@
 
 use core::mem::size_of;
 
+mod data;
+
+pub use data::*;
+
 /// Address family values as the kernel reports them (`AF_INET`, `AF_INET6`).
 pub const AF_INET: u16 = 2;
 /// `TCP_ESTABLISHED`: the one TCP state value the kernel programs compare with. The TCP
@@ -327,9 +331,14 @@ pub enum StatSlot {
     Filtered = 3,
     /// The tracked-socket map was full: a socket's later events may be filtered out.
     TrackFull = 4,
+    /// Captured calls written to the ring buffer (their losses count as
+    /// [`StatSlot::ReserveFailed`]).
+    DataEmitted = 5,
+    /// A captured call's buffer could not be read (paged out, or a bad pointer).
+    DataReadFailed = 6,
 }
 /// Number of [`StatSlot`]s.
-pub const STAT_SLOTS: u32 = 5;
+pub const STAT_SLOTS: u32 = 7;
 
 /// Capacity of the kernel's tracked-socket map (sockets alive at once that matched the
 /// filter).
@@ -377,6 +386,8 @@ mod user {
     unsafe impl aya::Pod for super::Filter {}
     unsafe impl aya::Pod for super::TcpCounters {}
     unsafe impl aya::Pod for super::TcpSockLayout {}
+    unsafe impl aya::Pod for super::DataHeader {}
+    unsafe impl aya::Pod for super::FdLayout {}
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use source::Source;
 use tally::Tally;
 
 use crate::{
-    event::{KernelEvent, Observed},
+    event::Observed,
     host::{CensusSummary, CounterDeltas, PortPressure, PortRange},
     names::NameSources,
     raw::source::CaptureReport,
@@ -78,6 +78,8 @@ pub struct AttachOutcome {
     pub backend_notice: Option<String>,
     /// The raw backend's capture counts.
     pub capture: Option<CaptureReport>,
+    /// The eBPF backend's plaintext capture counts.
+    pub plaintext: Option<crate::plaintext::PlaintextStats>,
     /// Wire facts handed on (raw backend).
     pub wire_events: u64,
     /// Host-wide IP packet drops during the session, by the kernel's reason name.
@@ -147,6 +149,7 @@ pub async fn run(
         backend,
         backend_notice,
         capture: end.capture,
+        plaintext: end.plaintext,
         wire_events: tally.wire_events,
         drop_reasons: end.drop_reasons,
         host_counters: host.counters,
@@ -179,14 +182,13 @@ async fn record(
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let started = Instant::now();
     let mut batch: Vec<Observed> = Vec::new();
-    let mut kbuf: Vec<KernelEvent> = Vec::new();
     let mut last_events = 0u64;
     loop {
         let done = tokio::select! {
-            r = source.recv(&mut kbuf, &mut batch) => { r?; false }
+            r = source.recv(&mut batch) => { r?; false }
             () = &mut stop => true,
             () = &mut deadline => true,
-            _ = drain_tick.tick() => { source.drain(&mut kbuf, &mut batch); false }
+            _ = drain_tick.tick() => { source.drain(&mut batch); false }
             _ = tick.tick() => {
                 if opts.progress && started.elapsed() >= Duration::from_millis(900) {
                     let rate_per_s = tally.live.events - last_events;
@@ -203,7 +205,7 @@ async fn record(
             }
         };
         if done {
-            source.drain(&mut kbuf, &mut batch);
+            source.drain(&mut batch);
         }
         hand_on(&mut batch, tally, sink)?;
         if done {

@@ -76,6 +76,11 @@ pub struct AttachArgs {
     /// SYN_SENT transition, which runs in the connecting process).
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Do not read the first bytes of client processes' reads and writes on recorded
+    /// sockets (eBPF backend): no HTTP status, request counts, GOAWAY or TLS handshake
+    /// facts for foreign clients, only TCP evidence.
+    #[arg(long)]
+    pub no_plaintext: bool,
     /// Stop after this long (e.g. 30s, 33m).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -120,6 +125,7 @@ impl AttachArgs {
                     addrs: self.remotes.clone(),
                     all_drops: self.all_drops,
                     pid: self.pid,
+                    no_plaintext: self.no_plaintext,
                 },
                 duration: self.duration,
                 raw_events: self.raw_events.clone(),

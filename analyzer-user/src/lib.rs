@@ -26,6 +26,7 @@ mod join;
 mod kernel_log;
 pub mod names;
 pub mod offline;
+pub mod plaintext;
 pub mod raw;
 pub mod recording;
 pub mod report;

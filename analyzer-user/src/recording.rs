@@ -33,6 +33,13 @@ pub struct ProbeStats {
     /// The kernel's tracked-socket map was full (later events of those sockets may
     /// have been filtered out).
     pub track_full: u64,
+    /// Reads and writes captured (plaintext capture; their losses are in
+    /// `reserve_failed`).
+    #[serde(default)]
+    pub data_emitted: u64,
+    /// Captured calls whose buffer could not be read (recorded with no bytes).
+    #[serde(default)]
+    pub data_read_failed: u64,
 }
 
 /// What the recording keeps: ports and addresses (either end of a connection, filtered
@@ -50,4 +57,8 @@ pub struct FilterConfig {
     /// before the session, and server-side sockets, have no known pid and are left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Do not read what client processes write to and read from the recorded sockets
+    /// (the eBPF backend's plaintext capture): TCP evidence only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_plaintext: bool,
 }

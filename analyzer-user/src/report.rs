@@ -78,6 +78,9 @@ pub struct Run {
     /// The raw backend's capture: interfaces, packets, kernel drops, tracker counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::raw::source::CaptureReport>,
+    /// The eBPF backend's capture of client processes' reads and writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<crate::plaintext::PlaintextStats>,
     pub filters: FilterConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<NameSources>,
@@ -110,8 +113,20 @@ pub struct Totals {
     pub requests_failed: u64,
     /// Failed requests by loadgen class.
     pub failed_by_class: BTreeMap<String, u64>,
-    /// Failed client connections with no loadgen counterpart.
+    /// Failures with no loadgen counterpart: a failed client connection counts once,
+    /// or once per failed request where its plaintext showed the HTTP exchanges.
     pub kernel_only_failures: u64,
+    /// Foreign clients' HTTP requests the plaintext showed (kernel-only connections),
+    /// and of which failed.
+    #[serde(default)]
+    pub plaintext_requests: u64,
+    #[serde(default)]
+    pub plaintext_requests_failed: u64,
+    /// Client connections whose requests were all answered with success statuses but
+    /// that ended with an RST or an error (a client trimming its pool, leaving unread
+    /// control frames; a server closing idle connections): not failures.
+    #[serde(default)]
+    pub connections_ended_abnormally_after_all_answered: u64,
     /// `requests_failed + kernel_only_failures`: what the causes' shares divide.
     pub failures: u64,
     pub unattributed: u64,

@@ -28,6 +28,9 @@
 //!     other packets (raw backend), or, from the eBPF backend, an RST from a server on
 //!     this host that none of this host's sockets sent; before the rules that take RSTs
 //!     at face value.
+//!     Then `peer_fin_outstanding` / `server_abort_mid_request` from a foreign client's
+//!     plaintext (`http_answer_cut`): its requests left unanswered or answers cut short
+//!     when the server's FIN or RST ended the connection.
 //!     Then `empty_reply` / `no_answer_client_gave_up` — from the kernel's TCP counters
 //!     (eBPF backend): the client's request was acknowledged and not one byte came back
 //!     before the server's FIN, or before the client closed.
@@ -55,6 +58,7 @@ mod answer;
 mod connect;
 mod h2;
 mod injected;
+mod plaintext;
 mod tcp;
 mod tls;
 mod wire;
@@ -69,6 +73,7 @@ pub use connect::{
 };
 pub use h2::{h2_goaway, h2_rst_stream, http_status, protocol_error};
 pub use injected::rst_possibly_injected;
+pub use plaintext::http_answer_cut;
 pub use tcp::{
     idle_race, peer_fin_outstanding, rst_sent_by_this_host, server_abort_mid_request, timeout,
 };
@@ -279,6 +284,10 @@ pub struct Case<'a> {
     pub drop_reasons: &'a BTreeMap<String, u64>,
     pub host: &'a HostEvidence,
     pub opts: &'a RuleOptions,
+    /// For a kernel-only connection whose plaintext showed its HTTP exchanges: the
+    /// status of the responses judged (those with it), or `None` for the requests its
+    /// transport failed.
+    pub status: Option<u16>,
 }
 
 impl Case<'_> {
@@ -344,6 +353,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("h2_from_wire", h2_from_wire),
     ("http_status", http_status),
     ("rst_possibly_injected", rst_possibly_injected),
+    ("http_answer_cut", http_answer_cut),
     ("request_unanswered", request_unanswered),
     ("idle_race", idle_race),
     ("rst_sent_by_this_host", rst_sent_by_this_host),
@@ -352,6 +362,15 @@ pub const RULES: &[(&str, Rule)] = &[
     ("timeout", timeout),
     ("protocol_error", protocol_error),
 ];
+
+/// The index of the rule named `name` in [`RULES`] (the end of the list when there is
+/// none).
+pub fn precedence_of(name: &str) -> usize {
+    RULES
+        .iter()
+        .position(|(n, _)| *n == name)
+        .unwrap_or(RULES.len())
+}
 
 /// The cause id of failures no rule explains.
 pub const UNATTRIBUTED: &str = "unattributed";

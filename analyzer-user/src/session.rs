@@ -166,6 +166,7 @@ fn run_facts(o: &AttachOutcome, filters: &FilterConfig) -> Run {
         backend: o.backend.to_owned(),
         backend_notice: o.backend_notice.clone(),
         capture: o.capture.clone(),
+        plaintext: o.plaintext,
         filters: filters.clone(),
         names: Some(o.names.clone()),
         lost_events: o.stats.reserve_failed,

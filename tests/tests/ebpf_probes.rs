@@ -13,6 +13,7 @@ use std::{
 
 use analyzer::{
     ebpf::{
+        decode::{Captured, Record},
         probe::{EventReader, Probes},
         tracefs,
     },
@@ -42,7 +43,11 @@ impl Capture {
             rep.missing.is_empty(),
             "every tracepoint exists on this kernel: {rep:?}"
         );
-        assert_eq!(rep.attached.len(), analyzer::ebpf::probe::TRACEPOINTS.len());
+        assert_eq!(
+            rep.attached.len(),
+            analyzer::ebpf::probe::TRACEPOINTS.len() + 2 * analyzer::ebpf::syscalls::CALLS.len(),
+            "{rep:?}"
+        );
         let reader = probes.take_reader().unwrap();
         Self {
             probes,
@@ -448,5 +453,96 @@ fn the_reader_is_woken_only_once_the_ring_fills() {
     cap.reader.drain(&mut cap.seen);
     // SAFETY: closing the epoll fd this test created.
     unsafe { libc::close(ep) };
+    cap.no_loss();
+}
+
+/// The plaintext capture: a client socket's reads and writes (plain, vectored, and one
+/// larger than the capture) come through with their first bytes and true lengths; the
+/// server end's calls, in the same process, do not (only client ends are captured).
+#[test]
+fn a_client_sockets_reads_and_writes_are_captured_and_nothing_else() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cap = Capture::attach(&[addr.port()]);
+    let big = vec![b'x'; 10_000];
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 16_384];
+        let mut got = 0;
+        // The request head, then the 10,000-byte body, then answer.
+        while got < 18 + 10_000 {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "client closed early");
+            got += n;
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        s.local_addr().unwrap()
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\n").unwrap();
+    let n = c
+        .write_vectored(&[std::io::IoSlice::new(&big), std::io::IoSlice::new(b"tail")])
+        .unwrap();
+    assert!(n >= 10_000, "one writev took the body: {n}");
+    let server_end = server.join().unwrap();
+    let mut resp = [0u8; 64];
+    let mut got = 0;
+    while got < 40 {
+        let n = c.read(&mut resp[got..]).unwrap();
+        assert!(n > 0);
+        got += n;
+    }
+    let client_end = c.local_addr().unwrap();
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut records = Vec::new();
+    let data = |records: &[Record]| -> Vec<Captured> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Data(d) => Some(d.clone()),
+                Record::Kernel(_) => None,
+            })
+            .collect()
+    };
+    while data(&records).iter().filter(|d| !d.sent).count() == 0 {
+        assert!(Instant::now() < deadline, "no read captured: {records:#?}");
+        cap.reader.drain_records(&mut records);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client_sk = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Kernel(e) if e.local == Some(client_end) && e.skaddr != 0 => Some(e.skaddr),
+            _ => None,
+        })
+        .expect("the client socket's events");
+    let server_sk = records.iter().find_map(|r| match r {
+        Record::Kernel(e) if e.local == Some(server_end) && e.skaddr != 0 => Some(e.skaddr),
+        _ => None,
+    });
+    let d = data(&records);
+    assert!(
+        d.iter().all(|x| x.skaddr == client_sk),
+        "only the client end: {d:#?} (server {server_sk:?})"
+    );
+    assert!(d.iter().all(|x| x.pid == std::process::id()), "{d:#?}");
+    let sent: Vec<&Captured> = d.iter().filter(|x| x.sent).collect();
+    assert_eq!(sent[0].data, b"POST / HTTP/1.1\r\n");
+    assert_eq!(sent[0].total_len, 18);
+    // writev: the first buffer's first DATA_CAP bytes, and the call's whole length.
+    assert_eq!(sent[1].data.len(), analyzer_common::DATA_CAP);
+    assert!(sent[1].data.iter().all(|b| *b == b'x'));
+    assert_eq!(sent[1].total_len, n as u64);
+    let received: Vec<u8> = d
+        .iter()
+        .filter(|x| !x.sent)
+        .flat_map(|x| x.data.clone())
+        .collect();
+    assert_eq!(received, &resp[..got]);
+    let stats = cap.probes.stats().unwrap();
+    assert!(stats.data_emitted >= 3, "{stats:?}");
+    assert_eq!(stats.data_read_failed, 0, "{stats:?}");
     cap.no_loss();
 }

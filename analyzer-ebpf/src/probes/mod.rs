@@ -5,7 +5,7 @@
 use analyzer_common::{
     AF_INET, DROP_REASON_SLOTS, ETH_P_IP, ETH_P_IPV6, Event, EventKind, FIELD_ABSENT, FILTER_ADDRS,
     FILTER_PORTS, Filter, IPPROTO_TCP, Layouts, RING_WAKEUP_BYTES, StatSlot, TCP_ESTABLISHED,
-    TcpCounters, TcpSockLayout, TpLayout, Tuple,
+    TRACKED_ANY, TRACKED_CLIENT, TcpCounters, TcpSockLayout, TpLayout, Tuple,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -16,7 +16,12 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::{DROP_REASONS, EVENTS, TRACKED, count};
+use crate::{DROP_REASONS, EVENTS, OWNERS, TRACKED, count};
+
+mod syscalls;
+
+/// `TCP_SYN_SENT`: a socket entering it is the client end of its connection.
+const TCP_SYN_SENT: i32 = 2;
 
 /// Field offsets of every tracepoint on this kernel, indexed by [`EventKind`] value;
 /// written by userspace from the tracefs format files before loading.
@@ -229,6 +234,19 @@ fn tcp_counters(kind: EventKind, skaddr: u64, old_state: i32) -> Result<TcpCount
     })
 }
 
+/// A tracked socket entering SYN_SENT is a client end, and the process calling
+/// `connect()` (the current task: the change happens in the call) owns it: from now on
+/// that process's reads and writes on it are captured.
+#[inline(always)]
+fn mark_client(skaddr: u64) {
+    if skaddr == 0 {
+        return;
+    }
+    let _ = TRACKED.insert(skaddr, TRACKED_CLIENT, 0);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = OWNERS.insert(tgid, 1, 0);
+}
+
 #[inline(always)]
 fn is_tracked(skaddr: u64) -> bool {
     // SAFETY: the value is a plain u8 and only its presence is used.
@@ -289,12 +307,16 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
                 count(StatSlot::Filtered);
                 return Ok(());
             }
-            if skaddr != 0 && TRACKED.insert(skaddr, 1, 0).is_err() {
+            if skaddr != 0 && TRACKED.insert(skaddr, TRACKED_ANY, 0).is_err() {
                 count(StatSlot::TrackFull);
             }
         }
     }
     let state: i32 = read(ctx, l.state)?;
+    let new_state: i32 = read(ctx, l.new_state)?;
+    if matches!(kind, EventKind::StateChange) && new_state == TCP_SYN_SENT {
+        mark_client(skaddr);
+    }
     let ev = Event {
         // SAFETY: BPF helpers without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
@@ -307,7 +329,7 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
         cpu: unsafe { bpf_get_smp_processor_id() },
         pid: (bpf_get_current_pid_tgid() >> 32) as u32,
         state,
-        new_state: read(ctx, l.new_state)?,
+        new_state,
         reason: read(ctx, l.reason)?,
         error: read(ctx, l.error)?,
         protocol,

@@ -7,11 +7,13 @@ use anyhow::{Context, Result};
 use super::options::{AttachOptions, Backend, Status};
 use crate::{
     ebpf::{
+        decode::Record,
         probe::{AsyncEventReader, Probes},
         tracefs,
     },
-    event::{KernelEvent, Observed},
+    event::Observed,
     names::NameSources,
+    plaintext::{Plaintext, PlaintextStats},
     raw::source::{CaptureReport, RawOptions, RawSource},
     recording::{AttachReport, ProbeStats},
 };
@@ -26,6 +28,8 @@ pub(super) enum Source {
         _mount: tracefs::Mount,
         probes: Probes,
         reader: AsyncEventReader,
+        plaintext: Plaintext,
+        records: Vec<Record>,
     },
     Raw(RawSource),
 }
@@ -36,6 +40,8 @@ pub(super) struct SourceEnd {
     pub drop_reasons: BTreeMap<String, u64>,
     pub decode_errors: u64,
     pub capture: Option<CaptureReport>,
+    /// The eBPF backend's plaintext capture.
+    pub plaintext: Option<PlaintextStats>,
 }
 
 impl Source {
@@ -69,6 +75,8 @@ impl Source {
             _mount: mount,
             probes,
             reader,
+            plaintext: Plaintext::default(),
+            records: Vec::new(),
         })
     }
 
@@ -130,15 +138,16 @@ impl Source {
     }
 
     /// Waits for events and appends them to `out`.
-    pub async fn recv(
-        &mut self,
-        kbuf: &mut Vec<KernelEvent>,
-        out: &mut Vec<Observed>,
-    ) -> Result<()> {
+    pub async fn recv(&mut self, out: &mut Vec<Observed>) -> Result<()> {
         match self {
-            Self::Ebpf { reader, .. } => {
-                reader.recv(kbuf).await.context("read the ring buffer")?;
-                out.extend(kbuf.drain(..).map(Observed::Kernel));
+            Self::Ebpf {
+                reader,
+                plaintext,
+                records,
+                ..
+            } => {
+                reader.recv(records).await.context("read the ring buffer")?;
+                read_records(records, plaintext, out);
                 Ok(())
             }
             Self::Raw(r) => match r.recv().await {
@@ -152,11 +161,16 @@ impl Source {
     }
 
     /// Appends what is ready without waiting.
-    pub fn drain(&mut self, kbuf: &mut Vec<KernelEvent>, out: &mut Vec<Observed>) {
+    pub fn drain(&mut self, out: &mut Vec<Observed>) {
         match self {
-            Self::Ebpf { reader, .. } => {
-                reader.drain(kbuf);
-                out.extend(kbuf.drain(..).map(Observed::Kernel));
+            Self::Ebpf {
+                reader,
+                plaintext,
+                records,
+                ..
+            } => {
+                reader.drain(records);
+                read_records(records, plaintext, out);
             }
             Self::Raw(r) => r.drain(out),
         }
@@ -166,7 +180,13 @@ impl Source {
     /// backend counts no more). Events the raw tracker still held go to `late`.
     pub fn stop(self, emitted: u64, late: &mut Vec<Observed>) -> Result<SourceEnd> {
         match self {
-            Self::Ebpf { probes, reader, .. } => {
+            Self::Ebpf {
+                probes,
+                reader,
+                mut plaintext,
+                ..
+            } => {
+                plaintext.finish_all(late);
                 let names = probes.names().clone();
                 let drop_reasons = probes
                     .drop_reason_counts()?
@@ -178,6 +198,7 @@ impl Source {
                     drop_reasons,
                     decode_errors: reader.decode_errors(),
                     capture: None,
+                    plaintext: Some(plaintext.stats()),
                 })
             }
             Self::Raw(r) => {
@@ -194,8 +215,24 @@ impl Source {
                     drop_reasons: BTreeMap::new(),
                     decode_errors: 0,
                     capture: Some(cap),
+                    plaintext: None,
                 })
             }
+        }
+    }
+}
+
+/// Hands on the records in ring order: kernel events as they are (after the plaintext
+/// reader has learnt from them, so a connection's last facts come before its destroy),
+/// captured calls as the wire facts they show.
+fn read_records(records: &mut Vec<Record>, plaintext: &mut Plaintext, out: &mut Vec<Observed>) {
+    for r in records.drain(..) {
+        match r {
+            Record::Kernel(ev) => {
+                plaintext.kernel(&ev, out);
+                out.push(Observed::Kernel(ev));
+            }
+            Record::Data(d) => plaintext.data(&d, out),
         }
     }
 }

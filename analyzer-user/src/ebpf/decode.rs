@@ -6,10 +6,35 @@
 //! through [`KernelNames`], read from this kernel at load time.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use analyzer_common::{AF_INET, AF_INET6, Event, EventKind};
+use analyzer_common::{
+    AF_INET, AF_INET6, DATA_CAP, DATA_RECORD_KIND, DataDir, DataHeader, Event, EventKind,
+};
 
 use super::kernel_names::KernelNames;
 use crate::event::{Clock, KernelEvent, TcpCounts};
+
+/// One ring-buffer record: a kernel event, or a captured read or write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Kernel(KernelEvent),
+    Data(Captured),
+}
+
+/// A read or write a client process made on a tracked socket: the first bytes of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    pub ts_unix_ns: u64,
+    pub skaddr: u64,
+    /// Thread-group id and thread id of the caller.
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    /// `Sent`: the process wrote; `Received`: it read.
+    pub sent: bool,
+    /// Bytes the call moved; `data` holds the first of them.
+    pub total_len: u64,
+    pub data: Vec<u8>,
+}
 
 /// Why a record could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +45,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("unknown address family {0}")]
     UnknownFamily(u16),
+    #[error("captured call says {captured} bytes, {len_bytes} follow its header")]
+    BadCapture { captured: u32, len_bytes: usize },
 }
 
 fn read_record<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -34,6 +61,47 @@ fn read_record<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
     // types (integers only, every bit pattern valid); read_unaligned copes with any
     // alignment of the ring-buffer slice.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring-buffer record of either kind (told apart by the `kind` field both
+/// lay out at the same offset).
+pub fn decode_record(
+    bytes: &[u8],
+    clock: Clock,
+    names: &KernelNames,
+) -> Result<Record, DecodeError> {
+    let kind_at = std::mem::offset_of!(DataHeader, kind);
+    let kind = bytes
+        .get(kind_at..kind_at + 4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    if kind == Some(DATA_RECORD_KIND) {
+        decode_data(bytes, clock).map(Record::Data)
+    } else {
+        decode(bytes, clock, names).map(Record::Kernel)
+    }
+}
+
+/// Decodes a captured call: its header, then exactly `captured` bytes.
+fn decode_data(bytes: &[u8], clock: Clock) -> Result<Captured, DecodeError> {
+    let h: DataHeader = read_record(bytes)?;
+    let body = &bytes[size_of::<DataHeader>()..];
+    let captured = h.captured as usize;
+    if captured > DATA_CAP || body.len() < captured {
+        return Err(DecodeError::BadCapture {
+            captured: h.captured,
+            len_bytes: body.len(),
+        });
+    }
+    Ok(Captured {
+        ts_unix_ns: clock.to_unix_ns(h.ts_ns),
+        skaddr: h.skaddr,
+        pid: (h.pid_tgid >> 32) as u32,
+        tid: h.pid_tgid as u32,
+        fd: h.fd,
+        sent: h.dir == DataDir::Sent as u32,
+        total_len: h.total_len.max(captured as u64),
+        data: body[..captured].to_vec(),
+    })
 }
 
 /// Decodes one ring-buffer record.
@@ -214,6 +282,42 @@ mod tests {
             decode(&as_bytes(&event(EventKind::ReceiveReset, 7)), clock, &names),
             Err(DecodeError::UnknownFamily(7))
         );
+    }
+
+    #[test]
+    fn data_records_are_told_from_events_and_checked() {
+        let h = DataHeader {
+            ts_ns: 10,
+            pid_tgid: (7 << 32) | 8,
+            skaddr: 0xabc,
+            total_len: 5000,
+            fd: 3,
+            kind: DATA_RECORD_KIND,
+            dir: DataDir::Received as u32,
+            captured: 4,
+            ..DataHeader::default()
+        };
+        let mut bytes = as_bytes(&h);
+        bytes.extend_from_slice(b"HTTP");
+        let names = KernelNames::builtin();
+        let Record::Data(c) = decode_record(&bytes, Clock::with_offset(0), &names).unwrap() else {
+            panic!("a data record");
+        };
+        assert_eq!((c.pid, c.tid, c.fd, c.sent), (7, 8, 3, false));
+        assert_eq!((c.total_len, c.data.as_slice()), (5000, &b"HTTP"[..]));
+        // Fewer bytes than the header announces: an error, not a panic.
+        assert_eq!(
+            decode_record(&bytes[..66], Clock::now(), &names),
+            Err(DecodeError::BadCapture {
+                captured: 4,
+                len_bytes: 2
+            })
+        );
+        let ev = as_bytes(&event(EventKind::ReceiveReset, AF_INET));
+        assert!(matches!(
+            decode_record(&ev, Clock::now(), &names),
+            Ok(Record::Kernel(_))
+        ));
     }
 
     #[test]

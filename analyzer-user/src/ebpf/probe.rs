@@ -12,9 +12,9 @@ use std::{
 };
 
 use analyzer_common::{
-    AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EventKind, FIELD_ABSENT, FILTER_ADDRS,
-    FILTER_GLOBAL, FILTER_PORTS, Filter, LAYOUTS_GLOBAL, Layouts, STATS_MAP, StatSlot,
-    TCP_SOCK_GLOBAL, TcpSockLayout, TpLayout,
+    AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EventKind, FD_LAYOUT_GLOBAL,
+    FIELD_ABSENT, FILTER_ADDRS, FILTER_GLOBAL, FILTER_PORTS, FdLayout, Filter, LAYOUTS_GLOBAL,
+    Layouts, STATS_MAP, StatSlot, TCP_SOCK_GLOBAL, TcpSockLayout, TpLayout,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -24,7 +24,12 @@ use aya::{
 use serde::Serialize;
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::{decode::decode, kernel_names::KernelNames, tcp_sock, tracefs::Format};
+use super::{
+    decode::{Record, decode_record},
+    kernel_names::KernelNames,
+    syscalls, tcp_sock,
+    tracefs::Format,
+};
 
 /// The running kernel's BTF.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -141,10 +146,22 @@ impl Probes {
             tracing::warn!(%why, "no TCP counters: the rules that need them stay silent");
             TcpSockLayout::ABSENT
         });
+        let fd_layout = if filter.no_plaintext {
+            FdLayout::ABSENT
+        } else {
+            syscalls::fd_layout(Path::new(VMLINUX_BTF)).unwrap_or_else(|why| {
+                report.missing.push(Missing {
+                    tracepoint: "syscalls (plaintext capture)".into(),
+                    reason: why,
+                });
+                FdLayout::ABSENT
+            })
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(LAYOUTS_GLOBAL, &layouts, true)
             .override_global(FILTER_GLOBAL, &kfilter, true)
             .override_global(TCP_SOCK_GLOBAL, &tcp_sock, true)
+            .override_global(FD_LAYOUT_GLOBAL, &fd_layout, true)
             .load(OBJECT)
             .map_err(Error::Load)?;
 
@@ -160,6 +177,9 @@ impl Probes {
                     reason: error_chain(&e),
                 }),
             }
+        }
+        if fd_layout.present != 0 {
+            syscalls::attach(&mut ebpf, tracefs, &mut report);
         }
         if report.attached.is_empty() {
             return Err(Error::NothingAttached {
@@ -235,6 +255,8 @@ impl Probes {
             read_failed: slot(StatSlot::ReadFailed)?,
             filtered: slot(StatSlot::Filtered)?,
             track_full: slot(StatSlot::TrackFull)?,
+            data_emitted: slot(StatSlot::DataEmitted)?,
+            data_read_failed: slot(StatSlot::DataReadFailed)?,
         })
     }
 
@@ -402,18 +424,30 @@ impl std::fmt::Debug for EventReader {
 impl EventReader {
     /// Decodes every record currently in the ring into `out`; returns how many were read
     /// (including undecodable ones, which are counted in [`Self::decode_errors`]).
-    pub fn drain(&mut self, out: &mut Vec<KernelEvent>) -> usize {
+    pub fn drain_records(&mut self, out: &mut Vec<Record>) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             n += 1;
-            match decode(&item, self.clock, &self.names) {
-                Ok(ev) => out.push(ev),
+            match decode_record(&item, self.clock, &self.names) {
+                Ok(r) => out.push(r),
                 Err(e) => {
                     self.decode_errors += 1;
                     tracing::warn!(error = %e, "undecodable kernel record");
                 }
             }
         }
+        n
+    }
+
+    /// [`Self::drain_records`], keeping the kernel events only (captured calls are
+    /// dropped).
+    pub fn drain(&mut self, out: &mut Vec<KernelEvent>) -> usize {
+        let mut records = Vec::new();
+        let n = self.drain_records(&mut records);
+        out.extend(records.into_iter().filter_map(|r| match r {
+            Record::Kernel(ev) => Some(ev),
+            Record::Data(_) => None,
+        }));
         n
     }
 
@@ -446,10 +480,10 @@ pub struct AsyncEventReader {
 
 impl AsyncEventReader {
     /// Waits until records are available, then drains them into `out`.
-    pub async fn recv(&mut self, out: &mut Vec<KernelEvent>) -> io::Result<usize> {
+    pub async fn recv(&mut self, out: &mut Vec<Record>) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable_mut().await?;
-            let n = guard.get_inner_mut().drain(out);
+            let n = guard.get_inner_mut().drain_records(out);
             guard.clear_ready();
             if n > 0 {
                 return Ok(n);
@@ -458,8 +492,8 @@ impl AsyncEventReader {
     }
 
     /// Drains without waiting.
-    pub fn drain(&mut self, out: &mut Vec<KernelEvent>) -> usize {
-        self.fd.get_mut().drain(out)
+    pub fn drain(&mut self, out: &mut Vec<Record>) -> usize {
+        self.fd.get_mut().drain_records(out)
     }
 
     /// See [`EventReader::decode_errors`].

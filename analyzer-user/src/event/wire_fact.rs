@@ -138,6 +138,31 @@ pub struct HttpTally {
     pub incomplete: bool,
 }
 
+impl HttpTally {
+    /// Requests with a final status of 400 or more.
+    pub fn status_failures(&self) -> u32 {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| **s >= 400)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Requests the connection's fate failed: never answered, cut mid-answer, or
+    /// reset by the server (HTTP/2).
+    pub fn transport_failures(&self) -> u32 {
+        self.unanswered
+            .saturating_add(self.cut_mid_answer)
+            .saturating_add(self.streams_reset.values().sum())
+    }
+
+    /// Every failed request.
+    pub fn failed_requests(&self) -> u32 {
+        self.status_failures()
+            .saturating_add(self.transport_failures())
+    }
+}
+
 impl WireFact {
     /// Whether the fact alone makes the connection a failure from the client's side.
     pub fn means_failure(&self) -> bool {

@@ -107,7 +107,8 @@ impl Analysis {
         self.table.ingest(ev);
     }
 
-    /// Takes one wire fact (raw backend): kept on its connection's record.
+    /// Takes one wire fact (raw backend, or the eBPF backend's plaintext capture): kept
+    /// on its connection's record.
     pub fn ingest_wire(&mut self, w: &crate::event::wire_fact::WireEvent) {
         self.table.ingest_wire(w);
     }
@@ -156,6 +157,12 @@ impl Analysis {
             requests_failed: loadgen.requests_failed,
             failed_by_class: loadgen.failed_by_class.clone(),
             kernel_only_failures: kernel_only,
+            plaintext_requests: plaintext(&conns, |t| t.requests),
+            plaintext_requests_failed: plaintext(&conns, |t| t.failed_requests()),
+            connections_ended_abnormally_after_all_answered: conns
+                .records()
+                .filter(|r| r.ended_abnormally_after_all_answered())
+                .count() as u64,
             failures,
             unattributed: unattributed.count,
             connections_failed: conns.records().filter(|r| r.is_failed()).count() as u64,
@@ -210,6 +217,8 @@ impl Judging<'_> {
                 conn: f.conn,
                 kernel_id: f.kernel,
                 join: f.join,
+                status: None,
+                weight: 1,
             };
             let cause = self.judge_one(conns, agg, subject);
             if let Some(id) = f.kernel {
@@ -219,25 +228,36 @@ impl Judging<'_> {
     }
 
     /// Judges the failed kernel connections no loadgen event accounts for; returns how
-    /// many there were.
+    /// many failures they stand for: one per connection, or, where the plaintext showed
+    /// the connection's HTTP exchanges, one per failed request.
     fn kernel_only(&self, conns: &mut Connections, agg: &mut Aggregator) -> u64 {
-        let kernel_only: Vec<u64> = conns
+        let kernel_only: Vec<(u64, Vec<FailurePart>)> = conns
             .records()
             .filter(|r| r.join == JoinKind::KernelOnly && r.is_failed())
-            .map(|r| r.id)
+            .map(|r| (r.id, failure_parts(r)))
             .collect();
-        for &id in &kernel_only {
-            let subject = Subject {
-                request: None,
-                intended_unix_ns: 0,
-                conn: None,
-                kernel_id: Some(id),
-                join: JoinKind::KernelOnly,
-            };
-            let cause = self.judge_one(conns, agg, subject);
-            conns.note_failure(id, cause, false);
+        let mut total = 0;
+        for (id, parts) in kernel_only {
+            let mut first = None;
+            for (status, weight) in parts {
+                let subject = Subject {
+                    request: None,
+                    intended_unix_ns: 0,
+                    conn: None,
+                    kernel_id: Some(id),
+                    join: JoinKind::KernelOnly,
+                    status,
+                    weight,
+                };
+                let cause = self.judge_one(conns, agg, subject);
+                first.get_or_insert(cause);
+                total += weight;
+            }
+            if let Some(cause) = first {
+                conns.note_failure(id, cause, false);
+            }
         }
-        kernel_only.len() as u64
+        total
     }
 
     /// Judges one failure with the kernel's record of its connection (and this host's
@@ -258,12 +278,14 @@ impl Judging<'_> {
             drop_reasons: self.drop_reasons,
             host: self.host,
             opts: self.rules,
+            status: s.status,
         };
         let failure = Failure {
             request: s.request,
             intended_unix_ns: s.intended_unix_ns,
             kernel,
             join: s.join,
+            weight: s.weight,
         };
         judge(agg, &case, failure)
     }
@@ -278,6 +300,44 @@ struct Subject<'a> {
     conn: Option<&'a LoadgenConn>,
     kernel_id: Option<u64>,
     join: JoinKind,
+    /// See [`Case::status`].
+    status: Option<u16>,
+    /// How many failures it stands for.
+    weight: u64,
+}
+
+/// Sums `f` of the complete HTTP tallies of kernel-only client connections.
+fn plaintext(conns: &Connections, f: impl Fn(&crate::event::wire_fact::HttpTally) -> u32) -> u64 {
+    conns
+        .records()
+        .filter(|r| r.join == JoinKind::KernelOnly)
+        .filter_map(|r| r.complete_http())
+        .map(|t| u64::from(f(t)))
+        .sum()
+}
+
+/// Failures of one connection: the status they share (`None`: its transport failed
+/// them), and how many.
+type FailurePart = (Option<u16>, u64);
+
+/// The failures of a kernel-only connection as `(status, count)`: per failing status,
+/// and the requests its transport failed (`None`); one failure when the plaintext did
+/// not show its HTTP exchanges whole.
+fn failure_parts(r: &crate::table::ConnRecord) -> Vec<FailurePart> {
+    let Some(t) = r.complete_http() else {
+        return vec![(None, 1)];
+    };
+    let mut parts: Vec<FailurePart> = t
+        .statuses
+        .iter()
+        .filter(|(s, n)| **s >= 400 && **n > 0)
+        .map(|(s, n)| (Some(*s), u64::from(*n)))
+        .collect();
+    let transport = t.transport_failures();
+    if transport > 0 {
+        parts.push((None, u64::from(transport)));
+    }
+    parts
 }
 
 /// Whether every RST this host's sockets sent is in the recording (see
@@ -319,7 +379,12 @@ fn label_wire_evidence(causes: &mut [Cause], unattributed: &mut Unattributed) {
 /// Attributes one failure to its first matching rule and adds it to the aggregate;
 /// returns the cause id.
 fn judge(agg: &mut Aggregator, case: &Case<'_>, failure: Failure<'_>) -> &'static str {
-    let (precedence, verdict) = attribute(case);
+    // Responses with a failing status are that status, whatever else befell their
+    // connection; the rest of the rules judge the requests its transport failed.
+    let (precedence, verdict) = match (case.status, crate::rules::http_status(case)) {
+        (Some(_), Some(v)) => (crate::rules::precedence_of("http_status"), v),
+        _ => attribute(case),
+    };
     let cause = verdict.cause;
     agg.add(precedence, verdict, failure);
     cause

@@ -20,6 +20,8 @@ pub(crate) struct Failure<'a> {
     pub intended_unix_ns: u64,
     pub kernel: Option<&'a ConnRecord>,
     pub join: JoinKind,
+    /// How many failures it stands for (a kernel-only connection's failed requests).
+    pub weight: u64,
 }
 
 /// Identifies an example's connection, so examples show distinct connections.
@@ -78,24 +80,25 @@ impl Aggregator {
                     ..Acc::default()
                 })
         };
-        acc.count += 1;
+        let w = f.weight.max(1);
+        acc.count += w;
         if f.request.is_some() {
-            acc.loadgen += 1;
+            acc.loadgen += w;
         } else {
-            acc.kernel_only += 1;
+            acc.kernel_only += w;
         }
         let class = f.request.map_or("kernel_only", |r| {
             r.class.map_or("unclassified", Class::as_str)
         });
         if v.cause == UNATTRIBUTED {
-            *acc.by_class.entry(class.to_owned()).or_default() += 1;
+            *acc.by_class.entry(class.to_owned()).or_default() += w;
         }
         let slot = match v.confidence.level {
             Level::High => &mut acc.levels.high,
             Level::Medium => &mut acc.levels.medium,
             Level::Low => &mut acc.levels.low,
         };
-        *slot += 1;
+        *slot += w;
         let why = &mut acc.why[v.confidence.level as usize];
         if why.is_none() {
             *why = Some(v.confidence.why.clone());

@@ -68,11 +68,28 @@ pub(super) fn headline(r: &Report) -> String {
                 thousands(t.kernel_only_failures)
             );
         }
+    } else if t.plaintext_requests > 0 {
+        let _ = write!(
+            s,
+            "{} failures seen by the kernel (no loadgen events), {} of them among {} HTTP \
+             requests read from the clients' plaintext",
+            thousands(t.kernel_only_failures),
+            thousands(t.plaintext_requests_failed),
+            thousands(t.plaintext_requests)
+        );
     } else {
         let _ = write!(
             s,
             "{} failed connections seen by the kernel (no loadgen events)",
             thousands(t.kernel_only_failures)
+        );
+    }
+    if t.connections_ended_abnormally_after_all_answered > 0 {
+        let _ = write!(
+            s,
+            "; {} connections ended with a reset after every request was answered (not \
+             failures)",
+            thousands(t.connections_ended_abnormally_after_all_answered)
         );
     }
     s

@@ -272,6 +272,7 @@ impl Fx {
             drop_reasons: &self.drops,
             host: &self.host,
             opts: &self.opts,
+            status: None,
         }
     }
 }

@@ -154,10 +154,11 @@ pub fn h2_rst_stream(case: &Case<'_>) -> Option<Verdict> {
 
 /// A response with a non-success status (loadgen `http_status`), split by status.
 pub fn http_status(case: &Case<'_>) -> Option<Verdict> {
-    let r = case
-        .request
-        .filter(|r| r.class == Some(Class::HttpStatus))?;
-    let code = r.code;
+    let code = match case.request {
+        Some(r) if r.class == Some(Class::HttpStatus) => r.code,
+        Some(_) => return None,
+        None => case.status.filter(|s| *s >= 400)?,
+    };
     let (name, hint) = match code {
         429 => (
             "Too Many Requests",
@@ -198,9 +199,32 @@ pub fn http_status(case: &Case<'_>) -> Option<Verdict> {
         detail: Some(code.to_string()),
         title: format!("HTTP {code} {name}"),
         confidence: Confidence::new(Level::High, "the server answered with this status"),
-        evidence: case.request_evidence().into_iter().collect(),
+        evidence: status_evidence(case, code),
         hint: hint.into(),
     })
+}
+
+/// loadgen's request, or what the plaintext of a foreign client's connection showed.
+fn status_evidence(case: &Case<'_>, code: u16) -> Vec<Evidence> {
+    if let Some(e) = case.request_evidence() {
+        return vec![e];
+    }
+    let Some(k) = case.kernel else {
+        return Vec::new();
+    };
+    let Some(t) = &k.http else {
+        return Vec::new();
+    };
+    let n = t.statuses.get(&code).copied().unwrap_or(0);
+    vec![Evidence::wire(
+        k.last_unix_ns,
+        format!(
+            "{n} of {} {} requests on {} answered {code} (read from the client's plaintext)",
+            t.requests,
+            t.protocol,
+            super::conn_label(k)
+        ),
+    )]
 }
 
 /// loadgen `protocol_error`: the server broke the protocol.

@@ -398,7 +398,7 @@ fn peer_fin_then_rst(case: &Case<'_>) -> Option<Verdict> {
     })
 }
 
-const PEER_FIN_HINT: &str = "the server closed while a request was outstanding: a server or proxy timeout shorter than the response time, a max-requests-per-connection limit without `Connection: close`, or a crash; compare the time to the FIN with the server's timeouts";
+pub(super) const PEER_FIN_HINT: &str = "the server closed while a request was outstanding: a server or proxy timeout shorter than the response time, a max-requests-per-connection limit without `Connection: close`, or a crash; compare the time to the FIN with the server's timeouts";
 
 fn lost_segments(k: &ConnRecord) -> (u32, u32) {
     (k.facts.retransmits, k.facts.drops.values().sum())

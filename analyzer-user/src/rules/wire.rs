@@ -1,4 +1,6 @@
-//! Rules from what the raw backend read on the wire, for failures no loadgen event
+//! Rules from what the connection's bytes showed (the raw backend's capture of the wire,
+//! or the eBPF backend's capture of the client's own reads and writes), for failures no
+//! loadgen event
 //! explains (a foreign client): a TLS 1.2 certificate not valid for the SNI, a fatal
 //! plaintext TLS alert, an h2c GOAWAY or RST_STREAM by code, and an RST whose IP header
 //! does not fit the peer's other packets (possibly injected by a middlebox).
@@ -76,7 +78,7 @@ pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
             title: "TLS certificate not valid for the name requested (SNI)".into(),
             confidence: Confidence::new(
                 Level::High,
-                "the raw capture compared the SNI in the ClientHello with the names in the certificate the server sent",
+                "the SNI in the ClientHello was compared with the names in the certificate the server sent",
             ),
             evidence,
             hint: format!(
@@ -95,7 +97,10 @@ pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
         cause: "tls_alert",
         detail: Some(a.1.clone()),
         title: format!("TLS handshake ended by a fatal alert: {}", a.1),
-        confidence: Confidence::new(Level::High, "the raw capture read the alert in plaintext"),
+        confidence: Confidence::new(
+            Level::High,
+            "the alert was read in plaintext from the connection",
+        ),
         evidence,
         hint: if a.0 {
             "the server refused the handshake: check the protocol versions, cipher suites, SNI and ALPN it accepts, and whether it wants a client certificate".into()
@@ -155,7 +160,7 @@ pub fn h2_from_wire(case: &Case<'_>) -> Option<Verdict> {
                     title: format!("HTTP/2 GOAWAY {code}"),
                     confidence: Confidence::new(
                         Level::High,
-                        "the raw capture read the server's GOAWAY frame (h2c)",
+                        "the server's GOAWAY frame was read from the connection's h2c bytes",
                     ),
                     evidence,
                     hint: format!(
@@ -177,7 +182,7 @@ pub fn h2_from_wire(case: &Case<'_>) -> Option<Verdict> {
                     cause: "h2_rst_stream",
                     detail: Some(code.clone()),
                     title: format!("HTTP/2 stream reset by the server: {code}"),
-                    confidence: Confidence::new(Level::High, "the raw capture read the server's RST_STREAM frame (h2c)"),
+                    confidence: Confidence::new(Level::High, "the server's RST_STREAM frame was read from the connection's h2c bytes"),
                     evidence,
                     hint: "the server reset the stream with this code (RFC 9113 section 7); REFUSED_STREAM means it was never processed and is safe to retry".into(),
                 });

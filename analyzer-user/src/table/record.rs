@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::{TableConfig, Tuple};
 use crate::{
-    event::{KernelEvent, TcpCounts, wire_fact::WireFact},
+    event::{
+        KernelEvent, TcpCounts,
+        wire_fact::{HttpTally, WireFact},
+    },
     names::TcpState,
 };
 
@@ -262,6 +265,10 @@ pub struct ConnRecord {
     /// windows; at most [`MAX_WIRE_FACTS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wire: Vec<WireFact>,
+    /// The HTTP exchanges its plaintext showed (raw backend, or the eBPF backend's
+    /// syscall capture), summed when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpTally>,
     /// The cause its (first) failure was attributed to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
@@ -276,7 +283,9 @@ pub const MAX_WIRE_FACTS: usize = 16;
 impl ConnRecord {
     /// Keeps a wire fact (the first [`MAX_WIRE_FACTS`]).
     pub fn add_wire(&mut self, w: &crate::event::wire_fact::WireEvent) {
-        if self.wire.len() < MAX_WIRE_FACTS {
+        if let WireFact::Http(t) = &w.fact {
+            self.http = Some(t.clone());
+        } else if self.wire.len() < MAX_WIRE_FACTS {
             self.wire.push(w.fact.clone());
         }
     }
@@ -300,6 +309,7 @@ impl ConnRecord {
             loadgen_conn_id: None,
             failed_requests: 0,
             wire: Vec::new(),
+            http: None,
             cause: None,
             rst_pending: false,
         }
@@ -326,7 +336,22 @@ impl ConnRecord {
     /// code or RST_STREAM, a suspect RST). Server sockets (this host's
     /// servers, e.g. the far end of a loopback test) and sockets of unknown role never
     /// count as failures; they stay as evidence.
+    ///
+    /// When the plaintext showed every HTTP exchange of the connection
+    /// ([`Self::complete_http`]), its requests decide instead: a connection whose requests
+    /// were all answered, with success statuses, did not fail, however it ended (a
+    /// client trimming its pool resets connections with unread control frames).
     pub fn is_failed(&self) -> bool {
+        if self.role == Role::Client
+            && let Some(t) = self.complete_http()
+        {
+            return t.failed_requests() > 0;
+        }
+        self.failed_by_tcp()
+    }
+
+    /// What TCP alone says: see [`Self::is_failed`].
+    pub fn failed_by_tcp(&self) -> bool {
         let f = &self.facts;
         self.role == Role::Client
             && (f.rst_received > 0
@@ -336,6 +361,24 @@ impl ConnRecord {
                 || self.connect_unanswered()
                 || self.connect_without_port()
                 || self.request_unanswered().is_some())
+    }
+
+    /// The HTTP tally, when it covers the whole connection: requests seen, no bytes
+    /// missing from the capture.
+    pub fn complete_http(&self) -> Option<&HttpTally> {
+        self.http
+            .as_ref()
+            .filter(|t| t.requests > 0 && !t.incomplete)
+    }
+
+    /// All its requests were answered with success statuses, yet TCP shows an abnormal
+    /// end (an RST either way, an error): counted apart, never as a failure.
+    pub fn ended_abnormally_after_all_answered(&self) -> bool {
+        self.role == Role::Client
+            && self
+                .complete_http()
+                .is_some_and(|t| t.failed_requests() == 0)
+            && self.failed_by_tcp()
     }
 
     /// A client connection that carried data out and none back before it closed: the

@@ -1,0 +1,140 @@
+//! The plaintext capture's wire types: what a client process wrote to or read from one of
+//! the tracked sockets, a bounded prefix of each call, recorded by the syscall
+//! tracepoints (`write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`, `sendmsg`,
+//! `recvmsg` and their exits).
+//!
+//! A [`DataHeader`] shares the ring buffer with [`crate::Event`]s and is told apart by
+//! its `kind` field, which sits where `Event::kind` sits and holds [`DATA_RECORD_KIND`],
+//! a value no [`crate::EventKind`] has. The captured bytes follow the header; the record
+//! is exactly `size_of::<DataHeader>() + captured` bytes long.
+
+use core::mem::{offset_of, size_of};
+
+/// How many bytes of one call are captured at most. Enough for an HTTP/1.1 request or
+/// response head, a TLS ClientHello, and the frames of a typical HTTP/2 read.
+pub const DATA_CAP: usize = 4096;
+
+/// The `kind` value of a [`DataHeader`] (no [`crate::EventKind`] has it).
+pub const DATA_RECORD_KIND: u32 = 0x100;
+
+/// Which way the bytes went, from the calling process's side.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataDir {
+    /// Written to the socket (`write`, `sendto`, `writev`, `sendmsg`).
+    Sent = 0,
+    /// Read from the socket (`read`, `recvfrom`, `readv`, `recvmsg`).
+    Received = 1,
+}
+
+/// Where the plaintext was read.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// A read or write system call on the socket itself.
+    Syscall = 0,
+}
+
+/// The fixed part of one captured call; `captured` bytes follow it in the record.
+///
+/// Layout invariant: 64 bytes, `kind` at the offset of [`crate::Event`]'s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataHeader {
+    /// `bpf_ktime_get_ns()` at the call's return.
+    pub ts_ns: u64,
+    /// `bpf_get_current_pid_tgid()`: thread-group id in the high half, thread id low.
+    pub pid_tgid: u64,
+    /// Kernel address of the `struct sock`, as the other events carry it.
+    pub skaddr: u64,
+    /// Bytes the call moved (its return value); more than `captured` when cut.
+    pub total_len: u64,
+    /// The call's file descriptor.
+    pub fd: u32,
+    pub _pad0: u32,
+    /// [`DATA_RECORD_KIND`].
+    pub kind: u32,
+    /// A [`DataDir`] value.
+    pub dir: u32,
+    /// A [`DataSource`] value.
+    pub source: u32,
+    /// Bytes captured after the header (at most [`DATA_CAP`]).
+    pub captured: u32,
+    pub _pad1: [u32; 2],
+}
+const _: () = assert!(size_of::<DataHeader>() == 64);
+const _: () = assert!(offset_of!(DataHeader, kind) == offset_of!(crate::Event, kind));
+
+/// One captured call as the kernel writes it: the header and room for [`DATA_CAP`]
+/// bytes (only `captured` of which are sent to the ring).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DataRecord {
+    pub header: DataHeader,
+    pub data: [u8; DATA_CAP],
+}
+
+impl core::fmt::Debug for DataRecord {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DataRecord")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the kernel finds a file descriptor's socket: the byte offsets, from this
+/// kernel's BTF, of `task_struct.files`, `files_struct.fdt`, `fdtable.max_fds`,
+/// `fdtable.fd`, `file.private_data` and `socket.sk`. `present` 0: no capture.
+///
+/// Layout invariant: 28 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdLayout {
+    pub present: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+}
+const _: () = assert!(size_of::<FdLayout>() == 28);
+
+impl FdLayout {
+    /// Nothing known: the syscall programs capture nothing.
+    pub const ABSENT: Self = Self {
+        present: 0,
+        task_files: 0,
+        files_fdt: 0,
+        fdt_max_fds: 0,
+        fdt_fd: 0,
+        file_private_data: 0,
+        socket_sk: 0,
+    };
+}
+
+/// How a syscall passes its buffer (the first argument after the descriptor).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufKind {
+    /// A plain buffer (`write`, `read`, `sendto`, `recvfrom`).
+    Plain = 0,
+    /// An array of `struct iovec` (`writev`, `readv`): the first one is captured.
+    Iovec = 1,
+    /// A `struct user_msghdr` (`sendmsg`, `recvmsg`): its first iovec is captured.
+    Msghdr = 2,
+}
+
+/// Name of the global holding the [`FdLayout`].
+pub const FD_LAYOUT_GLOBAL: &str = "FD_LAYOUT";
+
+/// `TRACKED` map values: a socket that passed the filter, and one known to be a client
+/// end (it went through SYN_SENT while tracked). Only client ends are captured.
+pub const TRACKED_ANY: u8 = 1;
+/// See [`TRACKED_ANY`].
+pub const TRACKED_CLIENT: u8 = 2;
+
+/// Capacity of the map of threads inside a captured call (between enter and exit).
+pub const CALLS_IN_FLIGHT: u32 = 1 << 14;
+/// Capacity of the map of processes that own a tracked client socket.
+pub const CAPTURE_OWNERS: u32 = 1 << 12;

@@ -1,0 +1,96 @@
+//! A live analyzer session on its own thread, as `analyzer attach` runs it, for the
+//! end-to-end tests of its verdicts on foreign clients.
+#![allow(dead_code, reason = "each test file uses part of it")]
+use std::{process::Command, sync::mpsc, time::Duration};
+
+use analyzer::{
+    attach::{AttachOptions, AttachOutcome, Backend},
+    recording::FilterConfig,
+    report::Report,
+    session::{self, SessionOptions},
+};
+use serde_json::Value;
+
+/// An analyzer session on its own thread.
+pub struct Session {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<(AttachOutcome, Report)>>,
+}
+
+impl Session {
+    /// Starts a session recording `port` with `backend`; returns once it is attached.
+    pub fn on_port(port: u16, backend: Backend) -> Self {
+        Self::start(SessionOptions {
+            attach: AttachOptions {
+                filter: FilterConfig {
+                    ports: vec![port],
+                    ..FilterConfig::default()
+                },
+                backend,
+                ..AttachOptions::default()
+            },
+            loadgen_events: vec![],
+            all: true,
+        })
+    }
+
+    /// Starts the session and returns once it is attached.
+    pub fn start(mut opts: SessionOptions) -> Self {
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        opts.attach.ready = Some(ready_tx);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(session::run(&opts, async {
+                let _ = stop_rx.await;
+            }))
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the analyzer attached");
+        Self { stop, thread }
+    }
+
+    /// Waits for the last events to reach the ring, stops, checks nothing was lost, and
+    /// returns the outcome and the report as JSON.
+    pub fn finish(self) -> (AttachOutcome, Value) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop.send(()).unwrap();
+        let (outcome, report) = self.thread.join().unwrap().expect("analyzer session");
+        assert_eq!(outcome.stats.reserve_failed, 0, "events lost: {outcome:?}");
+        assert_eq!(outcome.stats.read_failed, 0, "{outcome:?}");
+        assert_eq!(outcome.decode_errors, 0, "{outcome:?}");
+        (outcome, serde_json::to_value(&report).unwrap())
+    }
+}
+
+/// The causes of a report.
+pub fn causes(r: &Value) -> &Vec<Value> {
+    r["causes"].as_array().expect("causes")
+}
+
+/// The top cause, which must be `id`.
+pub fn assert_top<'a>(r: &'a Value, id: &str) -> &'a Value {
+    let c = causes(r);
+    assert!(!c.is_empty(), "no causes: {r:#}");
+    assert_eq!(c[0]["id"], id, "top cause; report: {r:#}");
+    &c[0]
+}
+
+/// `curl -s -o /dev/null --max-time 5 ARGS`: its exit code.
+pub fn curl(args: &[&str]) -> Option<i32> {
+    Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "5"])
+        .args(args)
+        .status()
+        .expect("curl runs")
+        .code()
+}
+
+/// Everything a value says, as one string to search.
+pub fn text(v: &Value) -> String {
+    v.to_string()
+}
