@@ -118,6 +118,8 @@ pub struct Judgment {
     /// The name judged: the SNI, else the address dialled (a client that sends no SNI
     /// has usually dialled an IP address, and checks the iPAddress SANs).
     pub name: String,
+    /// The moment the dates were judged against (the probe's handshake), Unix seconds.
+    pub at_unix_s: i64,
     /// `None` when the leaf does not parse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches_name: Option<bool>,
@@ -142,6 +144,7 @@ pub fn judge(
         let why = format!("the certificate does not parse: {e}");
         let judgment = Judgment {
             name: name.to_owned(),
+            at_unix_s: now_unix_s,
             matches_name: None,
             validity: None,
             trust: Trust::Untrusted { why: why.clone() },
@@ -174,6 +177,7 @@ pub fn judge(
     };
     let judgment = Judgment {
         name: name.to_owned(),
+        at_unix_s: now_unix_s,
         matches_name: Some(matches_name),
         validity: Some(validity),
         trust,

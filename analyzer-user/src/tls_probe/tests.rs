@@ -418,6 +418,7 @@ fn a_not_yet_valid_certificate_is_judged_so() {
     let future = leaf(SNI, &[SNI], (2090, 2099), &ca);
     let (leaf, j) = judge(&future.0, &roots_of(&ca), SNI, 1_800_000_000).unwrap();
     assert_eq!(j.verdict, Verdict::NotYetValid);
+    assert_eq!(j.at_unix_s, 1_800_000_000);
     assert_eq!(j.trust, Trust::Trusted);
     assert_eq!(leaf.names, [SNI]);
     assert!(judge(&[], &roots_of(&ca), SNI, 0).is_none());
