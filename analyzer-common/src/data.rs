@@ -33,6 +33,10 @@ pub enum DataDir {
 pub enum DataSource {
     /// A read or write system call on the socket itself.
     Syscall = 0,
+    /// OpenSSL's `SSL_write`/`SSL_read` (and `_ex`): TLS plaintext.
+    OpenSsl = 1,
+    /// Go's `crypto/tls.(*Conn).Write`/`Read`: TLS plaintext.
+    GoTls = 2,
 }
 
 /// The fixed part of one captured call; `captured` bytes follow it in the record.
@@ -124,6 +128,43 @@ pub enum BufKind {
     /// A `struct user_msghdr` (`sendmsg`, `recvmsg`): its first iovec is captured.
     Msghdr = 2,
 }
+
+/// Where a Go program keeps a TLS connection's descriptor: byte offsets from the
+/// `*crypto/tls.Conn` receiver, through its `net.Conn` interface's data word (a
+/// `*net.TCPConn`), to `net.netFD.pfd.Sysfd`. `present` 0: Go probes capture nothing.
+///
+/// Layout invariant: 20 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoConnLayout {
+    pub present: u32,
+    /// `Conn.conn` in `crypto/tls.Conn`, plus the interface's data-word offset.
+    pub tls_conn_data: u32,
+    /// `conn.fd` in `net.TCPConn`.
+    pub tcp_conn_fd: u32,
+    /// `pfd.Sysfd` in `net.netFD`.
+    pub net_fd_sysfd: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<GoConnLayout>() == 20);
+
+impl GoConnLayout {
+    /// Nothing known.
+    pub const ABSENT: Self = Self {
+        present: 0,
+        tls_conn_data: 0,
+        tcp_conn_fd: 0,
+        net_fd_sysfd: 0,
+        _pad: 0,
+    };
+}
+
+/// Name of the global holding the [`GoConnLayout`].
+pub const GO_CONN_GLOBAL: &str = "GO_CONN";
+
+/// Capacity of the maps of TLS library calls in flight (by thread for OpenSSL, by
+/// goroutine for Go) and of the TLS objects whose socket is known.
+pub const TLS_CALLS_IN_FLIGHT: u32 = 1 << 14;
 
 /// Name of the global holding the [`FdLayout`].
 pub const FD_LAYOUT_GLOBAL: &str = "FD_LAYOUT";

@@ -388,6 +388,7 @@ mod user {
     unsafe impl aya::Pod for super::TcpSockLayout {}
     unsafe impl aya::Pod for super::DataHeader {}
     unsafe impl aya::Pod for super::FdLayout {}
+    unsafe impl aya::Pod for super::GoConnLayout {}
 }
 
 #[cfg(test)]

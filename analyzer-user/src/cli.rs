@@ -81,6 +81,11 @@ pub struct AttachArgs {
     /// facts for foreign clients, only TCP evidence.
     #[arg(long)]
     pub no_plaintext: bool,
+    /// A Go program (vegeta, k6, any Go client; stripped builds too) whose TLS plaintext
+    /// to read: uprobes on crypto/tls.(*Conn).Write and Read, attached before it starts
+    /// (repeatable). The system's libssl is probed without asking.
+    #[arg(long = "tls-exe", value_name = "PATH")]
+    pub tls_exes: Vec<PathBuf>,
     /// Stop after this long (e.g. 30s, 33m).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -133,6 +138,7 @@ impl AttachArgs {
                 ready: None,
                 backend: self.backend,
                 ifaces: self.ifaces.clone(),
+                tls_exes: self.tls_exes.clone(),
                 // The binary decides where the session's status goes.
                 status: StatusSink::default(),
             },

@@ -33,5 +33,5 @@ pub mod report;
 mod rules;
 pub mod session;
 mod table;
-pub mod uprobe;
 pub mod tls_probe;
+pub mod uprobe;

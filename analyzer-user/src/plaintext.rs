@@ -2,7 +2,9 @@
 //! socket goes, in order, through the same payload inspection the raw backend runs on
 //! reassembled TCP streams ([`Inspector`]: TLS handshakes, h2c frames, HTTP/1.1
 //! exchanges), and what it finds becomes wire facts about the connection, keyed by the
-//! socket's kernel address like every other event of it.
+//! socket's kernel address like every other event of it. The plaintext the TLS library
+//! probes read inside a TLS connection goes through a second inspection of its own
+//! (HTTP/1.1 or h2 inside, the TLS handshake outside).
 //!
 //! A call that moved more bytes than were captured continues as a gap of the rest. When
 //! the socket is destroyed (or the session stops) the inspection is finished and its
@@ -21,7 +23,7 @@ use crate::{
         reasm::Chunk,
     },
 };
-use analyzer_common::EventKind;
+use analyzer_common::{DataSource, EventKind};
 
 use crate::names::TcpState;
 
@@ -45,7 +47,10 @@ pub struct PlaintextStats {
 struct Conn {
     client: SocketAddr,
     server: SocketAddr,
+    /// The bytes on the socket (what goes on the wire: TLS records for HTTPS).
     inspector: Inspector,
+    /// The plaintext inside TLS, from the TLS library probes.
+    inner: Option<Inspector>,
     last_unix_ns: u64,
 }
 
@@ -85,6 +90,9 @@ impl Plaintext {
                 ) && let Some(c) = self.conns.get_mut(&ev.skaddr)
                 {
                     c.inspector.end_of_stream(true);
+                    if let Some(i) = &mut c.inner {
+                        i.end_of_stream(true);
+                    }
                 }
                 if let (Some(l), Some(r)) = (ev.local, ev.remote)
                     && ev.skaddr != 0
@@ -132,6 +140,7 @@ impl Plaintext {
                     client,
                     server,
                     inspector: Inspector::new(Inspect::default(), false),
+                    inner: None,
                     last_unix_ns: d.ts_unix_ns,
                 },
             );
@@ -151,14 +160,18 @@ impl Plaintext {
             }));
         };
         let from_server = !d.sent;
+        let inspector = match d.source {
+            DataSource::Syscall => &mut c.inspector,
+            DataSource::OpenSsl | DataSource::GoTls => c
+                .inner
+                .get_or_insert_with(|| Inspector::new(Inspect::default(), false)),
+        };
         if !d.data.is_empty() {
-            c.inspector
-                .stream(from_server, Chunk::Data(&d.data), &mut emit);
+            inspector.stream(from_server, Chunk::Data(&d.data), &mut emit);
         }
         let rest = d.total_len - d.data.len() as u64;
         if rest > 0 {
-            c.inspector
-                .stream(from_server, Chunk::Gap { len_bytes: rest }, &mut emit);
+            inspector.stream(from_server, Chunk::Gap { len_bytes: rest }, &mut emit);
         }
     }
 
@@ -175,7 +188,7 @@ impl Plaintext {
 
 fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
     let (client, server) = (c.client, c.server);
-    c.inspector.finish(&mut |fact| {
+    let mut emit = |fact| {
         out.push(Observed::Wire(WireEvent {
             ts_unix_ns,
             skaddr,
@@ -183,5 +196,18 @@ fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
             server,
             fact,
         }));
-    });
+    };
+    c.inspector.finish(&mut emit);
+    if let Some(mut inner) = c.inner {
+        // HTTP/2 inside TLS is h2, not h2c.
+        inner.finish(&mut |fact| {
+            emit(match fact {
+                WireFact::Http(mut t) if t.protocol == "h2c" => {
+                    t.protocol = "h2".into();
+                    WireFact::Http(t)
+                }
+                other => other,
+            });
+        });
+    }
 }

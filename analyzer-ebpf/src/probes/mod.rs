@@ -18,7 +18,9 @@ use aya_ebpf::{
 
 use crate::{DROP_REASONS, EVENTS, OWNERS, TRACKED, count};
 
+mod data;
 mod syscalls;
+mod tls;
 
 /// `TCP_SYN_SENT`: a socket entering it is the client end of its connection.
 const TCP_SYN_SENT: i32 = 2;

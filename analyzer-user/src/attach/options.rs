@@ -27,6 +27,9 @@ pub struct AttachOptions {
     pub ifaces: Vec<String>,
     /// Where the session's status goes (the binary prints it; by default nowhere).
     pub status: StatusSink,
+    /// Go binaries whose TLS plaintext to read (`--tls-exe`); the system's libssl is
+    /// probed whenever the plaintext capture is on.
+    pub tls_exes: Vec<PathBuf>,
 }
 
 /// Which backend records the evidence.

@@ -64,8 +64,15 @@ impl Source {
 
     fn ebpf(opts: &AttachOptions) -> Result<Self> {
         let mount = tracefs::ensure_mounted().context("tracefs")?;
-        let mut probes =
-            Probes::attach(mount.path(), &opts.filter).context("attach the kernel probes")?;
+        let mut probes = Probes::attach_with(
+            mount.path(),
+            &opts.filter,
+            &crate::ebpf::tls_probes::TlsProbeOptions {
+                no_openssl: false,
+                go_exes: opts.tls_exes.clone(),
+            },
+        )
+        .context("attach the kernel probes")?;
         let reader = probes
             .take_reader()
             .context("event reader")?

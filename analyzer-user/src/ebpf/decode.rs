@@ -7,7 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use analyzer_common::{
-    AF_INET, AF_INET6, DATA_CAP, DATA_RECORD_KIND, DataDir, DataHeader, Event, EventKind,
+    AF_INET, AF_INET6, DATA_CAP, DATA_RECORD_KIND, DataDir, DataHeader, DataSource, Event,
+    EventKind,
 };
 
 use super::kernel_names::KernelNames;
@@ -31,6 +32,9 @@ pub struct Captured {
     pub fd: u32,
     /// `Sent`: the process wrote; `Received`: it read.
     pub sent: bool,
+    /// Where the bytes were read: the socket's system calls (what goes on the wire), or
+    /// a TLS library (the plaintext inside).
+    pub source: DataSource,
     /// Bytes the call moved; `data` holds the first of them.
     pub total_len: u64,
     pub data: Vec<u8>,
@@ -45,6 +49,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("unknown address family {0}")]
     UnknownFamily(u16),
+    #[error("unknown capture source {0}")]
+    UnknownSource(u32),
     #[error("captured call says {captured} bytes, {len_bytes} follow its header")]
     BadCapture { captured: u32, len_bytes: usize },
 }
@@ -99,6 +105,12 @@ fn decode_data(bytes: &[u8], clock: Clock) -> Result<Captured, DecodeError> {
         tid: h.pid_tgid as u32,
         fd: h.fd,
         sent: h.dir == DataDir::Sent as u32,
+        source: match h.source {
+            0 => DataSource::Syscall,
+            1 => DataSource::OpenSsl,
+            2 => DataSource::GoTls,
+            other => return Err(DecodeError::UnknownSource(other)),
+        },
         total_len: h.total_len.max(captured as u64),
         data: body[..captured].to_vec(),
     })

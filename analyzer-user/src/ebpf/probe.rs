@@ -13,8 +13,8 @@ use std::{
 
 use analyzer_common::{
     AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EventKind, FD_LAYOUT_GLOBAL,
-    FIELD_ABSENT, FILTER_ADDRS, FILTER_GLOBAL, FILTER_PORTS, FdLayout, Filter, LAYOUTS_GLOBAL,
-    Layouts, STATS_MAP, StatSlot, TCP_SOCK_GLOBAL, TcpSockLayout, TpLayout,
+    FIELD_ABSENT, FILTER_ADDRS, FILTER_GLOBAL, FILTER_PORTS, FdLayout, Filter, GO_CONN_GLOBAL,
+    LAYOUTS_GLOBAL, Layouts, STATS_MAP, StatSlot, TCP_SOCK_GLOBAL, TcpSockLayout, TpLayout,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -28,6 +28,7 @@ use super::{
     decode::{Record, decode_record},
     kernel_names::KernelNames,
     syscalls, tcp_sock,
+    tls_probes::{self, TlsProbeOptions},
     tracefs::Format,
 };
 
@@ -129,7 +130,18 @@ impl Probes {
     /// Reads tracepoint layouts under the tracefs mount `tracefs`, loads the embedded
     /// object with them and the filter, and attaches every program whose tracepoint
     /// exists on this kernel. A missing tracepoint is reported; the rest still attach.
+    /// Unless the filter says `no_plaintext`, the plaintext capture attaches too, with
+    /// the system's libssl probed.
     pub fn attach(tracefs: &Path, filter: &FilterConfig) -> Result<Self, Error> {
+        Self::attach_with(tracefs, filter, &TlsProbeOptions::default())
+    }
+
+    /// [`Self::attach`], probing the TLS libraries `tls` names.
+    pub fn attach_with(
+        tracefs: &Path,
+        filter: &FilterConfig,
+        tls: &TlsProbeOptions,
+    ) -> Result<Self, Error> {
         let mut report = AttachReport::default();
         let mut layouts = Layouts::ABSENT;
         for tp in TRACEPOINTS {
@@ -162,6 +174,7 @@ impl Probes {
             .override_global(FILTER_GLOBAL, &kfilter, true)
             .override_global(TCP_SOCK_GLOBAL, &tcp_sock, true)
             .override_global(FD_LAYOUT_GLOBAL, &fd_layout, true)
+            .override_global(GO_CONN_GLOBAL, &tls_probes::go_conn_layout(), true)
             .load(OBJECT)
             .map_err(Error::Load)?;
 
@@ -180,6 +193,7 @@ impl Probes {
         }
         if fd_layout.present != 0 {
             syscalls::attach(&mut ebpf, tracefs, &mut report);
+            tls_probes::attach(&mut ebpf, tls, &mut report);
         }
         if report.attached.is_empty() {
             return Err(Error::NothingAttached {
