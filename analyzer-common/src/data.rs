@@ -166,6 +166,55 @@ pub const GO_CONN_GLOBAL: &str = "GO_CONN";
 /// goroutine for Go) and of the TLS objects whose socket is known.
 pub const TLS_CALLS_IN_FLIGHT: u32 = 1 << 14;
 
+/// The `kind` value of an [`ExecRecord`] (no [`crate::EventKind`] has it).
+pub const EXEC_RECORD_KIND: u32 = 0x101;
+/// Bytes of an executed file's path kept in an [`ExecRecord`].
+pub const EXEC_PATH_CAP: usize = 256;
+
+/// A program was executed (`sched:sched_process_exec`): the analyzer checks whether it
+/// is a Go binary with crypto/tls and probes it.
+///
+/// Layout invariant: 48 bytes then the path; `kind` at the offset of
+/// [`crate::Event`]'s.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub _pad0: u32,
+    pub _pad1: [u64; 3],
+    /// [`EXEC_RECORD_KIND`].
+    pub kind: u32,
+    /// Bytes of `path` used (without the NUL).
+    pub len: u32,
+    pub path: [u8; EXEC_PATH_CAP],
+}
+const _: () = assert!(offset_of!(ExecRecord, kind) == offset_of!(crate::Event, kind));
+const _: () = assert!(size_of::<ExecRecord>() == 48 + EXEC_PATH_CAP);
+
+impl core::fmt::Debug for ExecRecord {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ExecRecord")
+            .field("pid", &self.pid)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where `sched:sched_process_exec` keeps the executed file's `__data_loc` word, from
+/// its tracefs format file; `present` 0: the program records nothing.
+///
+/// Layout invariant: 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecLayout {
+    pub present: u32,
+    pub filename_loc: u32,
+}
+
+/// Name of the global holding the [`ExecLayout`].
+pub const EXEC_LAYOUT_GLOBAL: &str = "EXEC_LAYOUT";
+
 /// Name of the global holding the [`FdLayout`].
 pub const FD_LAYOUT_GLOBAL: &str = "FD_LAYOUT";
 

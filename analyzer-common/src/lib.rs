@@ -389,6 +389,7 @@ mod user {
     unsafe impl aya::Pod for super::DataHeader {}
     unsafe impl aya::Pod for super::FdLayout {}
     unsafe impl aya::Pod for super::GoConnLayout {}
+    unsafe impl aya::Pod for super::ExecLayout {}
 }
 
 #[cfg(test)]

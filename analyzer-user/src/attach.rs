@@ -127,6 +127,8 @@ pub async fn run(
     let names = source.name_sources();
     let backend = source.name();
     let mut late = Vec::new();
+    // Go clients probed at exec joined the probes while recording.
+    let attach_report = source.report(opts);
     let end = source.stop(tally.live.events, &mut late)?;
     for item in &late {
         if let Observed::Wire(_) = item {

@@ -33,6 +33,8 @@ pub enum Error {
     NothingAttached { missing: String },
     #[error("{what}")]
     Config { what: String },
+    #[error(transparent)]
+    Uprobe(#[from] crate::uprobe::UprobeError),
     #[error("loading the eBPF object")]
     Load(#[source] aya::EbpfError),
     #[error("{what}")]

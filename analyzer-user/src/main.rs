@@ -126,6 +126,8 @@ fn print_status(s: Status<'_>, progress: bool, tty: bool) {
             }
         }
         Status::Progress(p) => print_progress(p, tty),
+        Status::Probed { what } => eprintln!("attached: {what} (executed while recording)"),
+        Status::ProbeFailed { why } => eprintln!("missing: {why}"),
         Status::Stopped => {
             if progress && tty {
                 eprintln!();

@@ -19,6 +19,7 @@ use aya_ebpf::{
 use crate::{DROP_REASONS, EVENTS, OWNERS, TRACKED, count};
 
 mod data;
+mod exec;
 mod syscalls;
 mod tls;
 

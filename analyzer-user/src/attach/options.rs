@@ -54,6 +54,10 @@ pub enum Status<'a> {
     Attached(&'a AttachReport),
     /// The live counters, once a second when [`AttachOptions::progress`] is set.
     Progress(&'a Progress),
+    /// A Go client was executed while recording and its crypto/tls is now probed.
+    Probed { what: &'a str },
+    /// A Go client was executed and could not be probed, with why.
+    ProbeFailed { why: &'a str },
     /// Recording stopped.
     Stopped,
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use super::options::{AttachOptions, Backend, Status};
+use super::options::{AttachOptions, Backend, Status, StatusSink};
 use crate::{
     ebpf::{
         decode::Record,
@@ -30,6 +30,7 @@ pub(super) enum Source {
         reader: AsyncEventReader,
         plaintext: Plaintext,
         records: Vec<Record>,
+        status: StatusSink,
     },
     Raw(RawSource),
 }
@@ -84,6 +85,7 @@ impl Source {
             reader,
             plaintext: Plaintext::default(),
             records: Vec::new(),
+            status: opts.status.clone(),
         })
     }
 
@@ -151,10 +153,12 @@ impl Source {
                 reader,
                 plaintext,
                 records,
+                probes,
+                status,
                 ..
             } => {
                 reader.recv(records).await.context("read the ring buffer")?;
-                read_records(records, plaintext, out);
+                read_records(records, plaintext, probes, status, out);
                 Ok(())
             }
             Self::Raw(r) => match r.recv().await {
@@ -174,10 +178,12 @@ impl Source {
                 reader,
                 plaintext,
                 records,
+                probes,
+                status,
                 ..
             } => {
                 reader.drain(records);
-                read_records(records, plaintext, out);
+                read_records(records, plaintext, probes, status, out);
             }
             Self::Raw(r) => r.drain(out),
         }
@@ -231,8 +237,14 @@ impl Source {
 
 /// Hands on the records in ring order: kernel events as they are (after the plaintext
 /// reader has learnt from them, so a connection's last facts come before its destroy),
-/// captured calls as the wire facts they show.
-fn read_records(records: &mut Vec<Record>, plaintext: &mut Plaintext, out: &mut Vec<Observed>) {
+/// captured calls as the wire facts they show; a Go client executed gets its probes.
+fn read_records(
+    records: &mut Vec<Record>,
+    plaintext: &mut Plaintext,
+    probes: &mut Probes,
+    status: &StatusSink,
+    out: &mut Vec<Observed>,
+) {
     for r in records.drain(..) {
         match r {
             Record::Kernel(ev) => {
@@ -240,6 +252,11 @@ fn read_records(records: &mut Vec<Record>, plaintext: &mut Plaintext, out: &mut 
                 out.push(Observed::Kernel(ev));
             }
             Record::Data(d) => plaintext.data(&d, out),
+            Record::Exec { pid, path } => match probes.exec_seen(pid, &path) {
+                Some(Ok(what)) => status.send(Status::Probed { what: &what }),
+                Some(Err(why)) => status.send(Status::ProbeFailed { why: &why }),
+                None => {}
+            },
         }
     }
 }

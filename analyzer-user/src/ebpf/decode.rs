@@ -4,21 +4,26 @@
 //! reading a record, so a short or unknown record is an error value, never a panic.
 //! Numbers the kernel may renumber (TCP states, reset and drop reasons) are named here
 //! through [`KernelNames`], read from this kernel at load time.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::unix::ffi::OsStrExt,
+};
 
 use analyzer_common::{
-    AF_INET, AF_INET6, DATA_CAP, DATA_RECORD_KIND, DataDir, DataHeader, DataSource, Event,
-    EventKind,
+    AF_INET, AF_INET6, DATA_CAP, DATA_RECORD_KIND, DataDir, DataHeader, DataSource,
+    EXEC_RECORD_KIND, Event, EventKind, ExecRecord,
 };
 
 use super::kernel_names::KernelNames;
 use crate::event::{Clock, KernelEvent, TcpCounts};
 
-/// One ring-buffer record: a kernel event, or a captured read or write.
+/// One ring-buffer record: a kernel event, a captured read or write, or a program
+/// executed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     Kernel(KernelEvent),
     Data(Captured),
+    Exec { pid: u32, path: std::path::PathBuf },
 }
 
 /// A read or write a client process made on a tracked socket: the first bytes of it.
@@ -82,6 +87,14 @@ pub fn decode_record(
         .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
     if kind == Some(DATA_RECORD_KIND) {
         decode_data(bytes, clock).map(Record::Data)
+    } else if kind == Some(EXEC_RECORD_KIND) {
+        let r: ExecRecord = read_record(bytes)?;
+        let len = (r.len as usize).min(r.path.len());
+        let path = std::ffi::OsStr::from_bytes(&r.path[..len]);
+        Ok(Record::Exec {
+            pid: r.pid,
+            path: path.into(),
+        })
     } else {
         decode(bytes, clock, names).map(Record::Kernel)
     }

@@ -12,9 +12,10 @@ use std::{
 };
 
 use analyzer_common::{
-    AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EventKind, FD_LAYOUT_GLOBAL,
-    FIELD_ABSENT, FILTER_ADDRS, FILTER_GLOBAL, FILTER_PORTS, FdLayout, Filter, GO_CONN_GLOBAL,
-    LAYOUTS_GLOBAL, Layouts, STATS_MAP, StatSlot, TCP_SOCK_GLOBAL, TcpSockLayout, TpLayout,
+    AF_INET, AF_INET6, DROP_REASON_SLOTS, DROP_REASONS_MAP, EXEC_LAYOUT_GLOBAL, EventKind,
+    ExecLayout, FD_LAYOUT_GLOBAL, FIELD_ABSENT, FILTER_ADDRS, FILTER_GLOBAL, FILTER_PORTS,
+    FdLayout, Filter, GO_CONN_GLOBAL, LAYOUTS_GLOBAL, Layouts, STATS_MAP, StatSlot,
+    TCP_SOCK_GLOBAL, TcpSockLayout, TpLayout,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -109,8 +110,9 @@ pub const TRACEPOINTS: &[Tracepoint] = &[
 
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
-    // Keeps programs, links and maps alive.
-    _ebpf: Ebpf,
+    // Keeps programs, links and maps alive; Go binaries found at exec attach to it.
+    ebpf: Ebpf,
+    exec: tls_probes::ExecWatch,
     stats: PerCpuArray<MapData, u64>,
     drop_reasons: PerCpuArray<MapData, u64>,
     reader: Option<EventReader>,
@@ -158,6 +160,23 @@ impl Probes {
             tracing::warn!(%why, "no TCP counters: the rules that need them stay silent");
             TcpSockLayout::ABSENT
         });
+        let exec_layout = if filter.no_plaintext {
+            ExecLayout {
+                present: 0,
+                filename_loc: 0,
+            }
+        } else {
+            tls_probes::exec_layout(tracefs).unwrap_or_else(|e| {
+                report.missing.push(Missing {
+                    tracepoint: "sched:sched_process_exec".into(),
+                    reason: error_chain(&e),
+                });
+                ExecLayout {
+                    present: 0,
+                    filename_loc: 0,
+                }
+            })
+        };
         let fd_layout = if filter.no_plaintext {
             FdLayout::ABSENT
         } else {
@@ -175,6 +194,7 @@ impl Probes {
             .override_global(TCP_SOCK_GLOBAL, &tcp_sock, true)
             .override_global(FD_LAYOUT_GLOBAL, &fd_layout, true)
             .override_global(GO_CONN_GLOBAL, &tls_probes::go_conn_layout(), true)
+            .override_global(EXEC_LAYOUT_GLOBAL, &exec_layout, true)
             .load(OBJECT)
             .map_err(Error::Load)?;
 
@@ -194,6 +214,9 @@ impl Probes {
         if fd_layout.present != 0 {
             syscalls::attach(&mut ebpf, tracefs, &mut report);
             tls_probes::attach(&mut ebpf, tls, &mut report);
+            if exec_layout.present != 0 {
+                tls_probes::attach_exec(&mut ebpf, &mut report);
+            }
         }
         if report.attached.is_empty() {
             return Err(Error::NothingAttached {
@@ -222,7 +245,8 @@ impl Probes {
         )?;
         let names = KernelNames::load(tracefs, Path::new(VMLINUX_BTF));
         Ok(Self {
-            _ebpf: ebpf,
+            ebpf,
+            exec: tls_probes::ExecWatch::default(),
             stats,
             drop_reasons,
             reader: Some(EventReader {
@@ -234,6 +258,12 @@ impl Probes {
             report,
             names,
         })
+    }
+
+    /// Process `pid` executed `path` (an exec record): probes it when it is a Go client
+    /// (see [`tls_probes::ExecWatch::exec`]).
+    pub fn exec_seen(&mut self, pid: u32, path: &Path) -> Option<Result<String, String>> {
+        self.exec.exec(&mut self.ebpf, pid, path, &mut self.report)
     }
 
     /// What attached and what is missing.
@@ -460,7 +490,7 @@ impl EventReader {
         let n = self.drain_records(&mut records);
         out.extend(records.into_iter().filter_map(|r| match r {
             Record::Kernel(ev) => Some(ev),
-            Record::Data(_) => None,
+            Record::Data(_) | Record::Exec { .. } => None,
         }));
         n
     }

@@ -5,18 +5,130 @@
 //! (uprobes at the entry and at every return instruction, found through `.gopclntab`, so
 //! stripped binaries work). Attached by path, before the clients start: a probe attached
 //! after a client's handshake still sees its later reads and writes.
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
 
+use analyzer_common::ExecLayout;
 use aya::{
     Ebpf,
-    programs::{UProbe, uprobe::UProbeScope},
+    programs::{TracePoint, UProbe, uprobe::UProbeScope},
 };
+
+use super::tracefs::Format;
 
 use crate::{
     error::{Error, error_chain},
     recording::{AttachReport, Missing},
-    uprobe::{self, GoConnLayout},
+    uprobe::{self, GoConnLayout, UprobeError},
 };
+
+/// Programs executed after the attach whose paths were looked at, at most this many.
+const MAX_EXES_SEEN: usize = 4096;
+
+/// Where `sched:sched_process_exec` keeps the file name on this kernel, or why not.
+pub fn exec_layout(tracefs: &Path) -> Result<ExecLayout, Error> {
+    let f = Format::read(tracefs, "sched", "sched_process_exec")?;
+    let off = f
+        .fields
+        .get("filename")
+        .filter(|x| x.size == 4)
+        .map(|x| x.offset)
+        .ok_or_else(|| Error::FormatField {
+            tracepoint: f.tracepoint.clone(),
+            field: "filename",
+            problem: "no 4-byte __data_loc field".into(),
+        })?;
+    Ok(ExecLayout {
+        present: 1,
+        filename_loc: off,
+    })
+}
+
+/// Attaches the exec watch (`sched:sched_process_exec`).
+pub fn attach_exec(ebpf: &mut Ebpf, report: &mut AttachReport) {
+    let r = (|| -> Result<(), Error> {
+        let p: &mut TracePoint = ebpf
+            .program_mut("sched_process_exec")
+            .ok_or_else(|| Error::MissingObject {
+                kind: "program",
+                name: "sched_process_exec".into(),
+            })?
+            .try_into()
+            .map_err(|source| Error::Program {
+                what: "program sched_process_exec is not a tracepoint".into(),
+                source,
+            })?;
+        p.load().map_err(|source| Error::Program {
+            what: "load program sched_process_exec (verifier)".into(),
+            source,
+        })?;
+        p.attach("sched", "sched_process_exec")
+            .map_err(|source| Error::Program {
+                what: "attach sched:sched_process_exec".into(),
+                source,
+            })?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => report.attached.push("sched:sched_process_exec".into()),
+        Err(e) => report.missing.push(Missing {
+            tracepoint: "sched:sched_process_exec".into(),
+            reason: error_chain(&e),
+        }),
+    }
+}
+
+/// Go binaries executed while recording, probed as they start.
+#[derive(Debug, Default)]
+pub struct ExecWatch {
+    seen: HashSet<PathBuf>,
+}
+
+impl ExecWatch {
+    /// Process `pid` executed `path`: when it is a Go binary with crypto/tls not seen
+    /// before, attaches to it. Returns what was attached, or why it could not be; `None`
+    /// for anything else (not Go, no crypto/tls, seen before).
+    pub fn exec(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        path: &Path,
+        report: &mut AttachReport,
+    ) -> Option<Result<String, String>> {
+        // The file the process runs, wherever the path given to exec was relative to.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| path.to_owned());
+        if self.seen.len() >= MAX_EXES_SEEN || !self.seen.insert(exe.clone()) {
+            return None;
+        }
+        if !uprobe::is_go_binary(&exe) {
+            return None;
+        }
+        let mut rep = AttachReport::default();
+        match attach_go(ebpf, &exe, &mut rep) {
+            Ok(()) => {
+                let what = rep.attached.join(", ");
+                report.attached.extend(rep.attached);
+                Some(Ok(what))
+            }
+            // A Go program without crypto/tls (the go tool's compiler, say): not a client.
+            Err(Error::Uprobe(UprobeError::FunctionNotFound { .. })) => None,
+            Err(e) => {
+                let m = Missing {
+                    tracepoint: format!("uprobe:{}", exe.display()),
+                    reason: error_chain(&e),
+                };
+                let why = format!("{} ({})", m.tracepoint, m.reason);
+                report.missing.push(m);
+                Some(Err(why))
+            }
+        }
+    }
+}
 
 /// Which TLS libraries to probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -123,9 +235,7 @@ fn attach_openssl(ebpf: &mut Ebpf, report: &mut AttachReport) -> Result<(), Erro
 
 /// Attaches to one Go binary: `crypto/tls.(*Conn).Write` and `Read`, entries and returns.
 pub fn attach_go(ebpf: &mut Ebpf, exe: &Path, report: &mut AttachReport) -> Result<(), Error> {
-    let t = uprobe::go_tls_targets(exe).map_err(|e| Error::Config {
-        what: e.to_string(),
-    })?;
+    let t = uprobe::go_tls_targets(exe).map_err(Error::Uprobe)?;
     if GoConnLayout::for_version(&t.go_version).is_none() {
         return Err(Error::Config {
             what: format!(

@@ -29,8 +29,8 @@ impl Session {
                 backend,
                 ..AttachOptions::default()
             },
-            loadgen_events: vec![],
             all: true,
+            ..SessionOptions::default()
         })
     }
 
