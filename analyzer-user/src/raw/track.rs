@@ -169,6 +169,7 @@ impl Tracker {
         flow.last_seen = ts_unix_ns;
         let d = usize::from(seg.src != flow.client);
         let ctx = Ctx { ts_ns, ts_unix_ns };
+        let mark = out.len();
         let closed = step(&mut flow, d, seg, ctx, out);
         if let Some(ins) = flow.inspector.as_mut().filter(|i| !i.is_done()) {
             if seg.has(TcpFlags::FIN) {
@@ -184,6 +185,7 @@ impl Tracker {
                 }));
             });
         }
+        finish_before_destroy(&mut flow, mark, ts_unix_ns, out);
         if closed {
             flow.finish(ts_unix_ns, out);
         } else {
@@ -310,3 +312,20 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests;
+
+/// When this segment destroyed one of the flow's local ends (its events from `mark` on
+/// hold a `destroy_sock`), the payload inspection ends first and its facts go before
+/// that destroy: the connection's record is still live to take them.
+fn finish_before_destroy(flow: &mut Flow, mark: usize, ts_unix_ns: u64, out: &mut Vec<Observed>) {
+    let Some(at) = out
+        .iter()
+        .skip(mark)
+        .position(|o| matches!(o, Observed::Kernel(ev) if ev.event == EventKind::DestroySock))
+    else {
+        return;
+    };
+    let mut facts = Vec::new();
+    flow.finish(ts_unix_ns, &mut facts);
+    let at = mark + at;
+    out.splice(at..at, facts);
+}

@@ -5,6 +5,10 @@
 use super::{Case, Confidence, Evidence, Level, Verdict, conn_label, ms};
 use crate::table::{Closer, ConnRecord};
 
+pub(super) const EMPTY_REPLY_HINT: &str = "the server (or a proxy in front of it) closed instead of answering: a deliberate close (nginx `return 444`, haproxy `http-request reject` or `silent-drop`), a worker that crashed or hit a limit before responding; look at its logs and limits at these times";
+
+pub(super) const NO_ANSWER_HINT: &str = "the server accepted the connection but sent nothing back within the client's timeout: a stalled worker, requests queued behind a full pool, a slow upstream (or, with retransmits, loss on the path); compare with the server's timing for these requests";
+
 /// What the client sent, as evidence text. The counters are read as the first FIN
 /// leaves or arrives, before any FIN is acknowledged, so `bytes_acked` is the payload
 /// plus the SYN's one.
@@ -49,7 +53,7 @@ pub fn request_unanswered(case: &Case<'_>) -> Option<Verdict> {
                     "the kernel's counters show the request sent and not one byte back before the server's FIN",
                 ),
                 evidence,
-                hint: "the server (or a proxy in front of it) closed instead of answering: a deliberate close (nginx `return 444`, haproxy `http-request reject` or `silent-drop`), a worker that crashed or hit a limit before responding; look at its logs and limits at these times".into(),
+                hint: EMPTY_REPLY_HINT.into(),
             })
         }
         Closer::Local | Closer::LocalReset => {
@@ -85,7 +89,7 @@ pub fn request_unanswered(case: &Case<'_>) -> Option<Verdict> {
                     ),
                 ),
                 evidence,
-                hint: "the server accepted the connection but sent nothing back within the client's timeout: a stalled worker, requests queued behind a full pool, a slow upstream (or, with retransmits, loss on the path); compare with the server's timing for these requests".into(),
+                hint: NO_ANSWER_HINT.into(),
             })
         }
         Closer::PeerReset => None,
