@@ -171,7 +171,8 @@ impl WireFact {
             Self::TlsAlert { fatal, .. } => *fatal,
             Self::TlsCertificate { matches_sni, .. } => *matches_sni == Some(false),
             Self::H2Goaway { code, .. } => code != "NO_ERROR",
-            Self::H2RstStream { .. } => true,
+            // The client cancelling its own stream is not a failure of the server's.
+            Self::H2RstStream { from_server, .. } => *from_server,
             _ => false,
         }
     }

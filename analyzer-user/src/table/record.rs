@@ -282,11 +282,25 @@ pub const MAX_WIRE_FACTS: usize = 16;
 
 impl ConnRecord {
     /// Keeps a wire fact (the first [`MAX_WIRE_FACTS`]).
+    ///
+    /// Once full, a fact that decides a verdict (one that [`WireFact::means_failure`], or
+    /// a GOAWAY) takes the place of the latest one that does not (a stream the client
+    /// reset itself, a SETTINGS, a zero window): a client that resets a thousand streams
+    /// must not hide the server's GOAWAY that followed.
     pub fn add_wire(&mut self, w: &crate::event::wire_fact::WireEvent) {
         if let WireFact::Http(t) = &w.fact {
             self.http = Some(t.clone());
-        } else if self.wire.len() < MAX_WIRE_FACTS {
+            return;
+        }
+        if self.wire.len() < MAX_WIRE_FACTS {
             self.wire.push(w.fact.clone());
+            return;
+        }
+        let decides = |f: &WireFact| f.means_failure() || matches!(f, WireFact::H2Goaway { .. });
+        if decides(&w.fact)
+            && let Some(i) = self.wire.iter().rposition(|f| !decides(f))
+        {
+            self.wire[i] = w.fact.clone();
         }
     }
 

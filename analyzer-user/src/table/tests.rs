@@ -268,3 +268,46 @@ fn a_loopback_abort_as_captured_keeps_both_ends_apart() {
         "the closed server socket's error report"
     );
 }
+
+/// A client that resets a thousand streams of its own fills the wire facts; the
+/// server's GOAWAY that follows still gets in, and the client's resets are no failure.
+#[test]
+fn a_goaway_is_kept_past_a_flood_of_client_resets() {
+    use crate::event::wire_fact::{WireEvent, WireFact};
+    let local: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let remote: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let mut rec = ConnRecord::synthetic(1, local, remote, Role::Client);
+    let ev = |fact| WireEvent {
+        ts_unix_ns: 1,
+        skaddr: 1,
+        client: local,
+        server: remote,
+        fact,
+    };
+    for stream_id in (1..2400).step_by(2) {
+        rec.add_wire(&ev(WireFact::H2RstStream {
+            from_server: false,
+            stream_id,
+            code: "CANCEL".into(),
+        }));
+    }
+    assert_eq!(rec.wire.len(), record::MAX_WIRE_FACTS);
+    assert!(!rec.is_failed(), "a client's own resets are no failure");
+    rec.add_wire(&ev(WireFact::H2Goaway {
+        from_server: true,
+        code: "ENHANCE_YOUR_CALM".into(),
+        last_stream_id: 2399,
+        debug: String::new(),
+        streams_in_flight: 0,
+        streams_unprocessed: 0,
+    }));
+    assert_eq!(rec.wire.len(), record::MAX_WIRE_FACTS);
+    assert!(
+        rec.wire
+            .iter()
+            .any(|f| matches!(f, WireFact::H2Goaway { .. })),
+        "{:?}",
+        rec.wire
+    );
+    assert!(rec.is_failed());
+}
