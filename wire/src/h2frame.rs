@@ -5,7 +5,10 @@
 //! packets. It decodes the frame layout (section 4.1), the per-type framing rules
 //! (section 6) and error codes (section 7); it keeps no HPACK or stream state. Memory is
 //! bounded: payloads of DATA, HEADERS, CONTINUATION, PUSH_PROMISE and unknown frames are
-//! skipped as they stream past, and only small control payloads are buffered.
+//! skipped as they stream past, and only small control payloads are buffered. On request
+//! ([`DecoderOptions::keep_header_blocks`]) it also assembles each header block (section
+//! 4.3) from its HEADERS or PUSH_PROMISE frame and CONTINUATIONs, up to a cap, for the
+//! caller's HPACK decoder: [`Frame::HeaderBlock`].
 use std::{borrow::Cow, fmt, str::FromStr};
 
 mod decoder;
@@ -22,8 +25,12 @@ pub const MAX_FRAME_SIZE_CAP_BYTES: u32 = (1 << 24) - 1;
 pub const GOAWAY_DEBUG_KEPT_BYTES: usize = 1024;
 /// SETTINGS parameters kept per frame; [`SettingsParams::len`] counts them all.
 pub const SETTINGS_KEPT_PARAMS: usize = 256;
-/// Upper bound of [`FrameDecoder::buffered_bytes`].
+/// Upper bound of [`FrameDecoder::buffered_bytes`] when header blocks are not kept; see
+/// [`DecoderOptions::max_buffered_bytes`].
 pub const MAX_BUFFERED_BYTES: usize = FRAME_HEADER_LEN_BYTES + SETTINGS_KEPT_PARAMS * 6;
+/// Default of [`DecoderOptions::max_header_block_bytes`]: 64 KiB, four times the 16 KiB
+/// header list a server usually accepts (SETTINGS_MAX_HEADER_LIST_SIZE), compressed.
+pub const DEFAULT_MAX_HEADER_BLOCK_BYTES: usize = 64 * 1024;
 
 /// Looks a number up in a name table; unknown numbers print as `0x1f`.
 fn table_name(names: &'static [&'static str], n: u32) -> Cow<'static, str> {
@@ -267,6 +274,24 @@ pub enum Frame<'a> {
         stream_id: u32,
         end_headers: bool,
     },
+    /// A complete header block (RFC 9113 section 4.3), only with
+    /// [`DecoderOptions::keep_header_blocks`]: delivered right after the frame that ended
+    /// it (the HEADERS or PUSH_PROMISE itself, or its last CONTINUATION). Not a frame: it
+    /// is not counted by [`FrameDecoder::frames_seen`].
+    HeaderBlock {
+        /// The stream of the HEADERS or PUSH_PROMISE frame that opened the block.
+        stream_id: u32,
+        /// For a PUSH_PROMISE's block, the stream it reserves; `None` for HEADERS.
+        promised_id: Option<u32>,
+        /// The opening HEADERS frame carried END_STREAM (trailers, or a bodiless message).
+        end_stream: bool,
+        /// The header block fragments in order, without padding and priority fields (HPACK,
+        /// RFC 7541); `None` when `len_bytes` exceeded
+        /// [`DecoderOptions::max_header_block_bytes`], which are skipped, not buffered.
+        block: Option<&'a [u8]>,
+        /// The length of the whole block, kept or not.
+        len_bytes: u64,
+    },
     /// An extension frame type, skipped (section 4.1: unknown types are ignored).
     Unknown {
         kind: FrameKind,
@@ -287,6 +312,7 @@ impl Frame<'_> {
             | Frame::PushPromise { stream_id, .. }
             | Frame::WindowUpdate { stream_id, .. }
             | Frame::Continuation { stream_id, .. }
+            | Frame::HeaderBlock { stream_id, .. }
             | Frame::Unknown { stream_id, .. } => stream_id,
             Frame::Settings { .. } | Frame::Ping { .. } | Frame::GoAway { .. } => 0,
         }
@@ -359,6 +385,24 @@ pub struct DecoderOptions {
     /// [`MAX_FRAME_SIZE_CAP_BYTES`]. Use the receiver's SETTINGS_MAX_FRAME_SIZE to be
     /// strict; the default accepts everything the length field can express.
     pub max_frame_size_bytes: u32,
+    /// Assemble header blocks and deliver each as a [`Frame::HeaderBlock`]; off by
+    /// default, when their bytes are skipped like DATA.
+    pub keep_header_blocks: bool,
+    /// The longest header block buffered (all its fragments together); a longer one is
+    /// skipped and delivered as too large. Only read with `keep_header_blocks`.
+    pub max_header_block_bytes: usize,
+}
+
+impl DecoderOptions {
+    /// Upper bound of [`FrameDecoder::buffered_bytes`] with these options: the header
+    /// and control payload bound, plus the header block cap when blocks are kept.
+    pub fn max_buffered_bytes(&self) -> usize {
+        let block = match self.keep_header_blocks {
+            true => self.max_header_block_bytes,
+            false => 0,
+        };
+        MAX_BUFFERED_BYTES.saturating_add(block)
+    }
 }
 
 impl Default for DecoderOptions {
@@ -366,6 +410,8 @@ impl Default for DecoderOptions {
         DecoderOptions {
             expect_client_preface: false,
             max_frame_size_bytes: MAX_FRAME_SIZE_CAP_BYTES,
+            keep_header_blocks: false,
+            max_header_block_bytes: DEFAULT_MAX_HEADER_BLOCK_BYTES,
         }
     }
 }

@@ -504,8 +504,9 @@ impl Inspector {
 
     /// The h2c tally at the end, from the streams each direction's observer saw: the
     /// client's requests (odd streams it sent HEADERS on) judged by what the server sent
-    /// on each. Statuses are not read: they are HPACK-coded, and decoding them needs
-    /// every header block of the connection in order.
+    /// on each, with the status the server's observer read from each response's HPACK
+    /// header block. An answered stream whose status was lost with the HPACK state (a
+    /// block missed or not decodable) makes the tally incomplete: no status is guessed.
     fn h2c_tally(&self) -> Option<HttpTally> {
         let client = self.sides[0].obs.h2.as_ref().filter(|_| self.h2c)?;
         let server = self.sides[1].obs.h2.as_ref();
@@ -526,8 +527,15 @@ impl Inspector {
         {
             t.requests = t.requests.saturating_add(1);
             let Some(server) = server else { continue };
-            match server.stream(req.stream_id) {
-                Some(v) if v.end_stream => t.answered += 1,
+            let answer = server.stream(req.stream_id);
+            if let Some(status) = answer.and_then(|v| v.status) {
+                *t.statuses.entry(status).or_default() += 1;
+            }
+            match answer {
+                Some(v) if v.end_stream => {
+                    t.answered += 1;
+                    t.incomplete |= v.status_lost;
+                }
                 Some(StreamView {
                     reset: Some(code), ..
                 }) => *t.streams_reset.entry(code.to_string()).or_default() += 1,

@@ -1,6 +1,8 @@
 //! h2c (HTTP/2 over cleartext TCP) observer for one direction of a reassembled stream:
 //! reports GOAWAY, RST_STREAM and SETTINGS, and tracks which streams were opened and
-//! ended, so the analyzer can say which requests were in flight when a GOAWAY came.
+//! ended, so the analyzer can say which requests were in flight when a GOAWAY came. In
+//! the server's direction it also reads each response's `:status` from the HPACK-coded
+//! header blocks ([`status`]), as long as it has seen every block before.
 //!
 //! Frames are decoded by the one HTTP/2 frame parser of the project,
 //! [`wire::h2frame::FrameDecoder`]. Only prior-knowledge h2c (RFC 9113 section 3.3)
@@ -10,19 +12,28 @@
 use std::collections::BTreeMap;
 
 use wire::h2frame::{
-    CLIENT_PREFACE, DecoderOptions, ErrorCode, Frame, FrameDecoder, FrameError, FrameKind,
-    GOAWAY_DEBUG_KEPT_BYTES, SettingId, SettingsParams,
+    CLIENT_PREFACE, DEFAULT_MAX_HEADER_BLOCK_BYTES, DecoderOptions, ErrorCode, Frame, FrameDecoder,
+    FrameError, FrameKind, GOAWAY_DEBUG_KEPT_BYTES, SettingId, SettingsParams,
 };
 
 use super::reasm::Chunk;
+use status::{BlockStatus, StatusReader};
+
+mod status;
+
+pub use status::{HpackLoss, MAX_TABLE_BYTES};
 
 /// Streams tracked per direction; beyond it the lowest stream id is forgotten (counted).
 pub const MAX_TRACKED_STREAMS: usize = 1024;
 /// Facts reported per direction before further ones are only counted (the terminal
 /// `NotH2c`/`Malformed` fact is always reported).
 pub const MAX_FACTS: usize = 256;
-/// Upper bound of [`H2cObserver::buffered_bytes`] (the decoder's own bound).
-pub const MAX_BUFFERED_BYTES: usize = wire::h2frame::MAX_BUFFERED_BYTES;
+/// The longest response header block kept for HPACK decoding; a longer one ends the
+/// reading of statuses in its direction ([`HpackLoss::TooLarge`]).
+pub const MAX_HEADER_BLOCK_BYTES: usize = DEFAULT_MAX_HEADER_BLOCK_BYTES;
+/// Upper bound of [`H2cObserver::buffered_bytes`]: the frame decoder's bound, with the
+/// header block it assembles in the server's direction.
+pub const MAX_BUFFERED_BYTES: usize = wire::h2frame::MAX_BUFFERED_BYTES + MAX_HEADER_BLOCK_BYTES;
 
 const PREFACE_LEN: u64 = CLIENT_PREFACE.len() as u64;
 /// Offset of the type byte in a frame header (RFC 9113 section 4.1).
@@ -85,6 +96,13 @@ pub struct StreamView {
     pub end_stream: bool,
     /// This direction reset the stream.
     pub reset: Option<ErrorCode>,
+    /// Server direction: the `:status` of the first final (200 and up) response header
+    /// block on the stream; interim 1xx blocks and trailers leave it alone (RFC 9113
+    /// section 8.1).
+    pub status: Option<u16>,
+    /// Server direction: a header block on the stream came while no status was known,
+    /// and could not be decoded (the HPACK state was lost, [`H2cObserver::hpack_lost`]).
+    pub status_lost: bool,
 }
 
 /// Counters of one direction.
@@ -104,12 +122,17 @@ pub struct H2cStats {
     pub window_update_frames: u64,
     pub push_promise_frames: u64,
     pub other_frames: u64,
+    /// Server direction: header blocks decoded by HPACK (responses, trailers, promises).
+    pub header_blocks_decoded: u64,
+    /// Server direction: header blocks not decoded, from the one where the HPACK state
+    /// was lost on (including one cut by a capture gap).
+    pub header_blocks_lost: u64,
     pub streams_evicted: u64,
     pub facts_dropped: u64,
 }
 
 /// Observes one direction of one h2c connection.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct H2cObserver {
     dir: H2cDirection,
     decoder: FrameDecoder,
@@ -121,11 +144,13 @@ pub struct H2cObserver {
 }
 
 /// The part of the observer the frame callback updates.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct State {
     streams: BTreeMap<u32, StreamView>,
     facts: usize,
     stats: H2cStats,
+    /// Server direction: the HPACK decoder reading statuses.
+    statuses: Option<StatusReader>,
 }
 
 impl H2cObserver {
@@ -133,8 +158,11 @@ impl H2cObserver {
         let client = dir == H2cDirection::ClientToServer;
         // The largest frame size the length field allows: the peer may have raised
         // SETTINGS_MAX_FRAME_SIZE in the other direction, which this observer cannot see.
+        // Requests' header blocks are not decoded: only the server's are kept.
         let opts = DecoderOptions {
             expect_client_preface: client,
+            keep_header_blocks: !client,
+            max_header_block_bytes: MAX_HEADER_BLOCK_BYTES,
             ..DecoderOptions::default()
         };
         H2cObserver {
@@ -144,7 +172,10 @@ impl H2cObserver {
             preface_done: !client,
             first_kind_checked: false,
             stopped: false,
-            state: State::default(),
+            state: State {
+                statuses: (!client).then(|| StatusReader::new(MAX_HEADER_BLOCK_BYTES)),
+                ..State::default()
+            },
         }
     }
 
@@ -159,6 +190,12 @@ impl H2cObserver {
     /// True after a `NotH2c` or `Malformed` fact.
     pub fn is_stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// Server direction: why response statuses stopped being read, if they did. Streams
+    /// whose status came after it have none ([`StreamView::status_lost`]).
+    pub fn hpack_lost(&self) -> Option<&HpackLoss> {
+        self.state.statuses.as_ref().and_then(StatusReader::lost)
     }
 
     /// Bytes held between calls, at most [`MAX_BUFFERED_BYTES`].
@@ -186,9 +223,13 @@ impl H2cObserver {
         }
     }
 
-    /// Bytes missing from the capture: frame boundaries are lost, parsing stops.
+    /// Bytes missing from the capture: frame boundaries are lost, parsing stops. If they
+    /// fell inside a header block, its stream's status is lost too.
     pub fn gap(&mut self, len_bytes: u64, out: &mut Vec<H2cFact>) {
         if !self.stopped {
+            if let Some(stream_id) = self.decoder.open_header_block() {
+                self.state.block_cut(stream_id);
+            }
             self.fail(out, self.offset, H2cError::Gap { len_bytes });
         }
     }
@@ -289,6 +330,17 @@ impl State {
     }
 
     fn frame(&mut self, f: Frame<'_>, out: &mut Vec<H2cFact>) {
+        if let Frame::HeaderBlock {
+            stream_id,
+            promised_id,
+            block,
+            len_bytes,
+            ..
+        } = f
+        {
+            // Not a frame: the block the frames before it carried.
+            return self.header_block(stream_id, promised_id, block, len_bytes);
+        }
         let s = &mut self.stats;
         s.frames += 1;
         match f {
@@ -346,6 +398,58 @@ impl State {
             Frame::Priority { .. } | Frame::Continuation { .. } | Frame::Unknown { .. } => {
                 s.other_frames += 1;
             }
+            Frame::HeaderBlock { .. } => {}
+        }
+    }
+
+    /// A complete header block of the server's direction: each goes through the HPACK
+    /// decoder, in order, and a response's first final status is kept on its stream.
+    fn header_block(
+        &mut self,
+        stream_id: u32,
+        promised_id: Option<u32>,
+        block: Option<&[u8]>,
+        len_bytes: u64,
+    ) {
+        let Some(reader) = self.statuses.as_mut() else {
+            return;
+        };
+        let read = reader.read(stream_id, block, len_bytes);
+        match read {
+            BlockStatus::Lost => self.stats.header_blocks_lost += 1,
+            BlockStatus::Status(_) | BlockStatus::NoStatus => {
+                self.stats.header_blocks_decoded += 1;
+            }
+        }
+        // A PUSH_PROMISE's block is the request the server made up (RFC 9113 section
+        // 8.4): read only for what it adds to the dynamic table.
+        if promised_id.is_some() {
+            return;
+        }
+        let v = self.stream(stream_id);
+        match read {
+            // RFC 9113 section 8.1: interim (1xx) blocks may precede the final one, and
+            // trailers (no `:status`) follow it.
+            BlockStatus::Status(status) if status >= 200 && v.status.is_none() => {
+                v.status = Some(status);
+            }
+            BlockStatus::Lost if v.status.is_none() => v.status_lost = true,
+            BlockStatus::Status(_) | BlockStatus::NoStatus | BlockStatus::Lost => {}
+        }
+    }
+
+    /// Bytes of the header block on `stream_id` were not captured: the HPACK state
+    /// is lost from this block on.
+    fn block_cut(&mut self, stream_id: u32) {
+        let Some(reader) = self.statuses.as_mut() else {
+            return;
+        };
+        reader.lose(HpackLoss::Gap { stream_id });
+        self.stats.header_blocks_lost += 1;
+        // Only a stream already seen: one whose first HEADERS frame is cut got no answer
+        // this observer can vouch for.
+        if let Some(v) = self.streams.get_mut(&stream_id) {
+            v.status_lost |= v.status.is_none();
         }
     }
 }

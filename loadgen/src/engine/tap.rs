@@ -125,6 +125,7 @@ impl<S> Tap<S> {
             TapMode::Http2 => Some(FrameDecoder::new(DecoderOptions {
                 expect_client_preface: false,
                 max_frame_size_bytes,
+                ..DecoderOptions::default()
             })),
         };
         let handle = TapHandle(Arc::clone(&shared));

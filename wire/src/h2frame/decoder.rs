@@ -1,4 +1,5 @@
-//! The incremental decoder behind [`super::FrameDecoder`]: frame layout and framing rules.
+//! The incremental decoder behind [`super::FrameDecoder`]: frame layout and framing rules,
+//! and the header blocks it assembles on request.
 use super::{
     CLIENT_PREFACE, DecoderOptions, ErrorCode, FRAME_HEADER_LEN_BYTES, Frame, FrameError,
     FrameKind, GOAWAY_DEBUG_KEPT_BYTES, MAX_FRAME_SIZE_CAP_BYTES, SETTINGS_KEPT_PARAMS,
@@ -32,19 +33,79 @@ enum State {
         matched: usize,
     },
     Header,
-    /// Buffering the first `keep` payload bytes, then skipping `skip_left` more.
+    /// Buffering the first `keep` payload bytes, then reading `rest_left` more: header
+    /// block fragment bytes go to the [`Block`] when blocks are kept, the rest is skipped.
     Payload {
         head: Header,
         keep: usize,
-        skip_left: u32,
+        rest_left: u32,
     },
     Failed(FrameError),
 }
 
+/// Capacity the block buffer keeps between blocks; a larger one is given back.
+const BLOCK_CAPACITY_KEPT_BYTES: usize = 4096;
+
+/// The header block being assembled (RFC 9113 section 4.3), with
+/// [`DecoderOptions::keep_header_blocks`].
+#[derive(Clone, Debug, Default)]
+struct Block {
+    /// From the opening HEADERS or PUSH_PROMISE frame.
+    stream_id: u32,
+    promised_id: Option<u32>,
+    end_stream: bool,
+    bytes: Vec<u8>,
+    /// Fragment bytes so far, kept or not.
+    len_bytes: u64,
+    /// Over the cap: `bytes` was dropped and the rest of the block is skipped.
+    too_large: bool,
+}
+
+impl Block {
+    fn open(&mut self, h: &Header) {
+        self.stream_id = h.stream_id;
+        self.promised_id = None;
+        self.end_stream = h.kind == FrameKind::HEADERS && h.flag(FLAG_END_STREAM);
+        self.bytes.clear();
+        self.len_bytes = 0;
+        self.too_large = false;
+    }
+
+    fn take(&mut self, fragment: &[u8], max_bytes: usize) {
+        self.len_bytes += fragment.len() as u64;
+        if self.too_large {
+            return;
+        }
+        if self.bytes.len() + fragment.len() > max_bytes {
+            self.too_large = true;
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(fragment);
+        }
+    }
+
+    fn frame(&self) -> Frame<'_> {
+        Frame::HeaderBlock {
+            stream_id: self.stream_id,
+            promised_id: self.promised_id,
+            end_stream: self.end_stream,
+            block: (!self.too_large).then_some(&self.bytes[..]),
+            len_bytes: self.len_bytes,
+        }
+    }
+
+    /// After delivery: the bytes are no longer needed, nor a large buffer.
+    fn close(&mut self) {
+        self.bytes.clear();
+        self.bytes.shrink_to(BLOCK_CAPACITY_KEPT_BYTES);
+    }
+}
+
 /// An incremental HTTP/2 frame decoder: feed it bytes in chunks of any size.
 ///
-/// Its memory is bounded by [`super::MAX_BUFFERED_BYTES`] whatever the input. After an error it
-/// stays failed: every later [`Self::feed`] returns the same error and reads nothing.
+/// Its memory is bounded by [`DecoderOptions::max_buffered_bytes`] whatever the input. After
+/// an error it stays failed: every later [`Self::feed`] returns the same error and reads
+/// nothing.
 #[derive(Clone, Debug)]
 pub struct FrameDecoder {
     opts: DecoderOptions,
@@ -54,6 +115,7 @@ pub struct FrameDecoder {
     kept: Vec<u8>,
     /// The stream whose header block awaits CONTINUATION frames (section 6.10).
     open_block: Option<u32>,
+    block: Block,
     bytes_seen: u64,
     frames_seen: u64,
 }
@@ -77,6 +139,7 @@ impl FrameDecoder {
             head_len: 0,
             kept: Vec::new(),
             open_block: None,
+            block: Block::default(),
             bytes_seen: 0,
             frames_seen: 0,
         }
@@ -92,9 +155,28 @@ impl FrameDecoder {
         self.frames_seen
     }
 
-    /// Bytes held between calls: a partial header and control payload, never DATA.
+    /// Bytes held between calls: a partial header and control payload, and the header
+    /// block being assembled; never DATA.
     pub fn buffered_bytes(&self) -> usize {
-        self.head_len + self.kept.len()
+        self.head_len + self.kept.len() + self.block.bytes.len()
+    }
+
+    /// The stream whose header block (RFC 9113 section 4.3) is under way: from the
+    /// header of its HEADERS or PUSH_PROMISE frame to the end of the frame carrying
+    /// END_HEADERS. Bytes lost now would be bytes of the block.
+    pub fn open_header_block(&self) -> Option<u32> {
+        match &self.state {
+            State::Payload { head, .. }
+                if matches!(
+                    head.kind,
+                    FrameKind::HEADERS | FrameKind::PUSH_PROMISE | FrameKind::CONTINUATION
+                ) =>
+            {
+                Some(head.stream_id)
+            }
+            State::Failed(_) => None,
+            _ => self.open_block,
+        }
     }
 
     /// The error the decoder failed with, if it did.
@@ -117,6 +199,7 @@ impl FrameDecoder {
                 self.state = State::Failed(e.clone());
                 self.head_len = 0;
                 self.kept = Vec::new();
+                self.block = Block::default();
                 Err(e)
             }
         }
@@ -173,30 +256,43 @@ impl FrameDecoder {
                     self.state = State::Payload {
                         head,
                         keep,
-                        skip_left: head.len - keep as u32,
+                        rest_left: head.len - keep as u32,
                     };
                 }
                 State::Payload {
                     head,
                     keep,
-                    skip_left,
+                    mut rest_left,
                 } => {
                     let n = bytes.len().min(keep - self.kept.len());
                     self.kept.extend_from_slice(&bytes[..n]);
                     self.consume(&mut bytes, n);
-                    let skip = bytes.len().min(skip_left as usize);
-                    self.consume(&mut bytes, skip);
-                    let skip_left = skip_left - skip as u32;
-                    if self.kept.len() < keep || skip_left > 0 {
+                    if self.kept.len() == keep {
+                        let take = bytes.len().min(self.fragment_left(&head, rest_left));
+                        self.block
+                            .take(&bytes[..take], self.opts.max_header_block_bytes);
+                        let skip = bytes.len().min(rest_left as usize);
+                        self.consume(&mut bytes, skip);
+                        rest_left -= skip as u32;
+                    }
+                    if self.kept.len() < keep || rest_left > 0 {
                         self.state = State::Payload {
                             head,
                             keep,
-                            skip_left,
+                            rest_left,
                         };
                         return Ok(());
                     }
-                    on_frame(decode(&head, &self.kept)?);
+                    let frame = decode(&head, &self.kept)?;
+                    if let Frame::PushPromise { promised_id, .. } = frame {
+                        self.block.promised_id = Some(promised_id);
+                    }
+                    on_frame(frame);
                     self.frames_seen += 1;
+                    if self.keeps_block(&head) && head.flag(FLAG_END_HEADERS) {
+                        on_frame(self.block.frame());
+                        self.block.close();
+                    }
                     self.kept.clear();
                     self.state = State::Header;
                     if bytes.is_empty() {
@@ -210,6 +306,31 @@ impl FrameDecoder {
     fn consume(&mut self, bytes: &mut &[u8], n: usize) {
         *bytes = &bytes[n..];
         self.bytes_seen += n as u64;
+    }
+
+    /// Whether the frame's payload holds a header block fragment to assemble.
+    fn keeps_block(&self, h: &Header) -> bool {
+        self.opts.keep_header_blocks
+            && matches!(
+                h.kind,
+                FrameKind::HEADERS | FrameKind::PUSH_PROMISE | FrameKind::CONTINUATION
+            )
+    }
+
+    /// How many of the `rest_left` payload bytes after the kept prefix still to come
+    /// are header block fragment (0 when the block is not kept). RFC 9113 sections 6.2,
+    /// 6.6: the fragment lies between the fixed fields (kept) and the padding, whose
+    /// length is the first byte. Padding longer than the payload leaves no fragment, and
+    /// `decode` rejects the frame at its end, as it does when blocks are not kept.
+    fn fragment_left(&self, h: &Header, rest_left: u32) -> usize {
+        if !self.keeps_block(h) {
+            return 0;
+        }
+        let pad_len = match h.flag(FLAG_PADDED) && h.kind != FrameKind::CONTINUATION {
+            true => self.kept.first().copied().map_or(0, u32::from),
+            false => 0,
+        };
+        rest_left.saturating_sub(pad_len) as usize
     }
 
     /// Checks what the header alone allows and returns how many payload bytes to keep.
@@ -230,6 +351,9 @@ impl FrameDecoder {
                 self.open_block = (!h.flag(FLAG_END_HEADERS)).then_some(h.stream_id);
             }
             _ => {}
+        }
+        if self.keeps_block(h) && kind != FrameKind::CONTINUATION {
+            self.block.open(h);
         }
         Ok(keep)
     }

@@ -9,6 +9,9 @@ const PRIORITY: u8 = 0x20;
 
 use super::encode_frame as frame;
 
+// Header block assembly (DecoderOptions::keep_header_blocks) has its own file.
+mod blocks;
+
 fn setting(id: u16, value: u32) -> Vec<u8> {
     [&id.to_be_bytes()[..], &value.to_be_bytes()].concat()
 }
@@ -28,7 +31,7 @@ fn run<'c>(
     for chunk in chunks {
         result = dec.feed(chunk, |f| frames.push(format!("{f:?}")));
         assert!(
-            dec.buffered_bytes() <= MAX_BUFFERED_BYTES,
+            dec.buffered_bytes() <= opts.max_buffered_bytes(),
             "decoder buffers {} bytes",
             dec.buffered_bytes()
         );
@@ -495,6 +498,7 @@ fn frame_size_limit_and_preface_are_enforced() {
     let opts = DecoderOptions {
         expect_client_preface: false,
         max_frame_size_bytes: 16_384,
+        ..DecoderOptions::default()
     };
     let (_, result, _) = run(opts, [&frame(0x0, 0, 1, &[0; 16_385])[..]]);
     let want = FrameError::TooLarge {
@@ -632,6 +636,9 @@ fn never_panics_on_random_and_mutated_input() {
         let opts = DecoderOptions {
             expect_client_preface: rng.below(2) == 0,
             max_frame_size_bytes: [16_384, MAX_FRAME_SIZE_CAP_BYTES][rng.below(2)],
+            keep_header_blocks: rng.below(2) == 0,
+            // Small caps too, so some blocks are over them.
+            max_header_block_bytes: [0, 3, DEFAULT_MAX_HEADER_BLOCK_BYTES][rng.below(3)],
         };
         let (whole, whole_result, whole_dec) = run(opts, [&bytes[..]]);
         let mut chunks = Vec::new();
@@ -654,6 +661,21 @@ fn never_panics_on_random_and_mutated_input() {
             parts_dec.bytes_seen(),
             whole_dec.bytes_seen(),
             "round {round}: bytes_seen"
+        );
+        // Keeping header blocks adds them and changes nothing else.
+        let other = DecoderOptions {
+            keep_header_blocks: !opts.keep_header_blocks,
+            ..opts
+        };
+        let (mut other_frames, other_result, _) = run(other, [&bytes[..]]);
+        let mut whole = whole;
+        for frames in [&mut whole, &mut other_frames] {
+            frames.retain(|f| !f.starts_with("HeaderBlock"));
+        }
+        assert_eq!(
+            (other_frames, other_result),
+            (whole, whole_result),
+            "round {round}: keeping header blocks changed the frames"
         );
     }
 }

@@ -5,6 +5,9 @@ use wire::h2frame::{CLIENT_PREFACE, encode_frame as frame};
 
 use super::*;
 
+// The statuses of h2c answers, read through HPACK, have their own file.
+mod h2c_statuses;
+
 const CLIENT: bool = false;
 const SERVER: bool = true;
 
@@ -258,6 +261,8 @@ fn an_h2c_exchange_is_tallied_from_its_streams() {
             cut_mid_answer: 1,
             unanswered: 1,
             streams_reset: [("REFUSED_STREAM".to_owned(), 1)].into(),
+            // Static index 8 (RFC 7541 Appendix A), on 1 and on 5, cut or not.
+            statuses: [(200, 2)].into(),
             ..HttpTally::default()
         }
     );

@@ -12,6 +12,9 @@ use wire::h2frame::{FrameKind, encode_frame as frame};
 
 use super::*;
 
+// Response statuses (HPACK) have their own file.
+mod statuses;
+
 fn settings(params: &[(u16, u32)]) -> Vec<u8> {
     let p: Vec<u8> = params
         .iter()
