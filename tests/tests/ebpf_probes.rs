@@ -502,7 +502,7 @@ fn a_client_sockets_reads_and_writes_are_captured_and_nothing_else() {
             .iter()
             .filter_map(|r| match r {
                 Record::Data(d) => Some(d.clone()),
-                Record::Kernel(_) => None,
+                Record::Kernel(_) | Record::Exec { .. } => None,
             })
             .collect()
     };

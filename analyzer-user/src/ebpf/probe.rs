@@ -160,34 +160,7 @@ impl Probes {
             tracing::warn!(%why, "no TCP counters: the rules that need them stay silent");
             TcpSockLayout::ABSENT
         });
-        let exec_layout = if filter.no_plaintext {
-            ExecLayout {
-                present: 0,
-                filename_loc: 0,
-            }
-        } else {
-            tls_probes::exec_layout(tracefs).unwrap_or_else(|e| {
-                report.missing.push(Missing {
-                    tracepoint: "sched:sched_process_exec".into(),
-                    reason: error_chain(&e),
-                });
-                ExecLayout {
-                    present: 0,
-                    filename_loc: 0,
-                }
-            })
-        };
-        let fd_layout = if filter.no_plaintext {
-            FdLayout::ABSENT
-        } else {
-            syscalls::fd_layout(Path::new(VMLINUX_BTF)).unwrap_or_else(|why| {
-                report.missing.push(Missing {
-                    tracepoint: "syscalls (plaintext capture)".into(),
-                    reason: why,
-                });
-                FdLayout::ABSENT
-            })
-        };
+        let (fd_layout, exec_layout) = capture_layouts(tracefs, filter, &mut report);
         let mut ebpf = EbpfLoader::new()
             .override_global(LAYOUTS_GLOBAL, &layouts, true)
             .override_global(FILTER_GLOBAL, &kfilter, true)
@@ -319,6 +292,45 @@ impl Probes {
         }
         Ok(out)
     }
+}
+
+/// Where the plaintext capture finds a descriptor's socket and an executed file's name
+/// on this kernel; both absent with `no_plaintext`, or where this kernel lacks them
+/// (said in `report`).
+fn capture_layouts(
+    tracefs: &Path,
+    filter: &FilterConfig,
+    report: &mut AttachReport,
+) -> (FdLayout, ExecLayout) {
+    let exec_layout = if filter.no_plaintext {
+        ExecLayout {
+            present: 0,
+            filename_loc: 0,
+        }
+    } else {
+        tls_probes::exec_layout(tracefs).unwrap_or_else(|e| {
+            report.missing.push(Missing {
+                tracepoint: "sched:sched_process_exec".into(),
+                reason: error_chain(&e),
+            });
+            ExecLayout {
+                present: 0,
+                filename_loc: 0,
+            }
+        })
+    };
+    let fd_layout = if filter.no_plaintext {
+        FdLayout::ABSENT
+    } else {
+        syscalls::fd_layout(Path::new(VMLINUX_BTF)).unwrap_or_else(|why| {
+            report.missing.push(Missing {
+                tracepoint: "syscalls (plaintext capture)".into(),
+                reason: why,
+            });
+            FdLayout::ABSENT
+        })
+    };
+    (fd_layout, exec_layout)
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {

@@ -161,13 +161,13 @@ pub fn go_conn_layout() -> analyzer_common::GoConnLayout {
 
 /// Attaches what `opts` asks for; what attached and what could not goes to `report`.
 pub fn attach(ebpf: &mut Ebpf, opts: &TlsProbeOptions, report: &mut AttachReport) {
-    if !opts.no_openssl {
-        if let Err(e) = attach_openssl(ebpf, report) {
-            report.missing.push(Missing {
-                tracepoint: format!("uprobe:{}", uprobe::LIBSSL),
-                reason: error_chain(&e),
-            });
-        }
+    if !opts.no_openssl
+        && let Err(e) = attach_openssl(ebpf, report)
+    {
+        report.missing.push(Missing {
+            tracepoint: format!("uprobe:{}", uprobe::LIBSSL),
+            reason: error_chain(&e),
+        });
     }
     for exe in &opts.go_exes {
         if let Err(e) = attach_go(ebpf, exe, report) {
