@@ -188,3 +188,33 @@ fn go_client_against_nginx_keepalive_limit_is_a_clean_run() {
         r["totals"]
     );
 }
+
+/// curl over HTTPS with HTTP/2: two requests on one connection, both 503. The status is
+/// HPACK-coded (the second one from the dynamic table): read per request.
+#[test]
+fn curl_h2_over_tls_statuses_read_through_hpack() {
+    let fault = "status:503";
+    let r = with_fault(fault, vec![], |tb| {
+        let args = curl_tls(tb, fault, &[], 2);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(curl(&args).unwrap().success());
+    });
+    let t = assert_top(&r, "http_status");
+    assert_eq!(t["detail"], "503", "{t:#}");
+    assert_eq!(t["count"], 2, "{t:#}");
+}
+
+/// The stripped Go client over HTTP/2 with TLS against 503: three failures, one per
+/// request, from crypto/tls's plaintext and HPACK.
+#[test]
+fn stripped_go_client_h2_statuses_read_through_go_tls() {
+    let fault = "status:503";
+    let exe = GoClient::binary().expect("the Go client builds (golang-go)");
+    let r = with_fault(fault, vec![exe], |tb| {
+        let s = go_client_for(tb, fault).requests(3).run().unwrap();
+        assert_eq!(s.status.get("503"), Some(&3), "{s:?}");
+    });
+    let t = assert_top(&r, "http_status");
+    assert_eq!(t["detail"], "503", "{t:#}");
+    assert_eq!(t["count"], 3, "{t:#}");
+}
