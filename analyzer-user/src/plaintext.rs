@@ -52,6 +52,9 @@ struct Conn {
     /// The plaintext inside TLS, from the TLS library probes.
     inner: Option<Inspector>,
     last_unix_ns: u64,
+    /// When the client last wrote on the socket, and last wrote plaintext inside TLS.
+    last_write_unix_ns: Option<u64>,
+    last_plain_write_unix_ns: Option<u64>,
 }
 
 /// Reads the captured calls of every tracked client socket.
@@ -142,6 +145,8 @@ impl Plaintext {
                     inspector: Inspector::new(Inspect::default(), false),
                     inner: None,
                     last_unix_ns: d.ts_unix_ns,
+                    last_write_unix_ns: None,
+                    last_plain_write_unix_ns: None,
                 },
             );
         }
@@ -149,6 +154,14 @@ impl Plaintext {
             return;
         };
         c.last_unix_ns = d.ts_unix_ns;
+        if d.sent {
+            match d.source {
+                DataSource::Syscall => c.last_write_unix_ns = Some(d.ts_unix_ns),
+                DataSource::OpenSsl | DataSource::GoTls => {
+                    c.last_plain_write_unix_ns = Some(d.ts_unix_ns);
+                }
+            }
+        }
         let (skaddr, client, server, ts) = (d.skaddr, c.client, c.server, d.ts_unix_ns);
         let mut emit = |fact: WireFact| {
             out.push(Observed::Wire(WireEvent {
@@ -188,7 +201,22 @@ impl Plaintext {
 
 fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
     let (client, server) = (c.client, c.server);
+    let tls = c.inner.is_some();
+    let (last_write, last_plain) = (c.last_write_unix_ns, c.last_plain_write_unix_ns);
     let mut emit = |fact| {
+        // When the client last wrote a request, and whether it then wrote a TLS record
+        // of no plaintext (a close_notify or an alert: it was closing).
+        let fact = match fact {
+            WireFact::Http(mut t) => {
+                t.last_request_unix_ns = if tls { last_plain } else { last_write };
+                t.client_tls_close_unix_ns = match (last_plain, last_write) {
+                    (Some(p), Some(w)) if tls && w > p => Some(w),
+                    _ => None,
+                };
+                WireFact::Http(t)
+            }
+            other => other,
+        };
         out.push(Observed::Wire(WireEvent {
             ts_unix_ns,
             skaddr,

@@ -130,6 +130,18 @@ pub struct HttpTally {
     /// Requests with not one byte of answer when the connection ended.
     #[serde(default)]
     pub unanswered: u32,
+    /// HTTP/2 requests the client cancelled (its own RST_STREAM) before their answer
+    /// ended: the client gave up waiting, as clients do at their timeout.
+    #[serde(default)]
+    pub client_cancelled: u32,
+    /// When the client last wrote a request's bytes (eBPF backend's capture; the
+    /// plaintext's when it came from a TLS library).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_unix_ns: Option<u64>,
+    /// TLS: when the client wrote a record after its last plaintext (a close_notify or
+    /// an alert): it was ending the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_tls_close_unix_ns: Option<u64>,
     /// HTTP/2 streams the server reset (RST_STREAM), per error code name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub streams_reset: BTreeMap<String, u32>,
@@ -153,6 +165,7 @@ impl HttpTally {
     pub fn transport_failures(&self) -> u32 {
         self.unanswered
             .saturating_add(self.cut_mid_answer)
+            .saturating_add(self.client_cancelled)
             .saturating_add(self.streams_reset.values().sum())
     }
 

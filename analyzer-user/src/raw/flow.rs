@@ -499,6 +499,7 @@ impl Inspector {
             unanswered,
             streams_reset: BTreeMap::new(),
             incomplete: n.incomplete || !followed,
+            ..HttpTally::default()
         })
     }
 
@@ -539,8 +540,8 @@ impl Inspector {
                 Some(StreamView {
                     reset: Some(code), ..
                 }) => *t.streams_reset.entry(code.to_string()).or_default() += 1,
-                // The client reset it: no answer was owed.
-                _ if req.reset.is_some() => {}
+                // The client reset it before the answer ended: it gave up waiting.
+                _ if req.reset.is_some() => t.client_cancelled += 1,
                 Some(_) => t.cut_mid_answer += 1,
                 None => t.unanswered += 1,
             }

@@ -5,7 +5,8 @@ use super::{
     Case, Confidence, Evidence, Level, Verdict,
     answer::{EMPTY_REPLY_HINT, NO_ANSWER_HINT},
     conn_label,
-    tcp::PEER_FIN_HINT,
+    ms,
+    tcp::{IDLE_RACE_HINT, PEER_FIN_HINT},
 };
 use crate::{
     event::wire_fact::HttpTally,
@@ -27,6 +28,12 @@ fn outstanding(t: &HttpTally) -> String {
             "{} request{} without a byte of answer",
             t.unanswered,
             if t.unanswered == 1 { "" } else { "s" }
+        ));
+    }
+    if t.client_cancelled > 0 {
+        parts.push(format!(
+            "{} cancelled by the client before its answer ended",
+            t.client_cancelled
         ));
     }
     format!(
@@ -51,13 +58,37 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
     }
     let k: &ConnRecord = case.kernel?;
     let t = k.complete_http()?;
-    if (t.cut_mid_answer == 0 && t.unanswered == 0) || k.request_unanswered().is_some() {
+    let left = t.cut_mid_answer + t.unanswered + t.client_cancelled;
+    if left == 0 || k.request_unanswered().is_some() {
         return None;
     }
     let f = &k.facts;
+    let skew = case.opts.clock_skew_ns;
+    // The last request went out after the server's FIN, by the kernel's one clock:
+    // written into a connection the server had already closed.
+    if let (Some(fin), Some(sent)) = (f.peer_fin_unix_ns, t.last_request_unix_ns)
+        && t.unanswered > 0
+        && sent > fin + skew
+    {
+        return Some(idle_race(k, t, fin, sent));
+    }
     let what = outstanding(t).replace("{conn}", &conn_label(k));
     let nothing_back = t.answered == 0 && t.cut_mid_answer == 0;
-    let (cause, title, ts, end) = match (f.closed_first?, nothing_back) {
+    // A TLS client that sent a close_notify or an alert before the server closed was
+    // ending the connection itself, whoever's FIN came first.
+    let closer = match (f.closed_first?, t.client_tls_close_unix_ns) {
+        (Closer::Peer, Some(tc)) if f.peer_fin_unix_ns.is_some_and(|fin| tc < fin) => {
+            Closer::Local
+        }
+        (c, _) => c,
+    };
+    let (cause, title, ts, end) = match (closer, nothing_back) {
+        _ if t.client_cancelled > 0 && t.unanswered == 0 && t.cut_mid_answer == 0 => (
+            "no_answer_client_gave_up",
+            "the client gave up waiting: it cancelled requests the server had not answered",
+            k.last_unix_ns,
+            "the client reset those streams (RST_STREAM), as clients do at their timeout",
+        ),
         (Closer::Peer, true) => (
             "empty_reply",
             "the server closed the connection without answering (empty reply)",
@@ -79,7 +110,8 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
         (Closer::Local | Closer::LocalReset, true) => (
             "no_answer_client_gave_up",
             "the client gave up waiting: the server never answered the request",
-            f.local_fin_unix_ns
+            t.client_tls_close_unix_ns
+                .or(f.local_fin_unix_ns)
                 .or_else(|| f.rst_sent_first.as_ref().map(|r| r.ts_unix_ns))?,
             "then this host closed, with not one byte of answer",
         ),
@@ -105,4 +137,35 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
             _ => "the server (or a proxy) aborted the connection mid-request: see its logs for a crash, an upstream failure or a limit that resets connections".into(),
         },
     })
+}
+
+/// The client's last request was written `sent - fin` after the server's FIN arrived.
+fn idle_race(k: &ConnRecord, t: &HttpTally, fin: u64, sent: u64) -> Verdict {
+    let answered_before = t.answered;
+    Verdict {
+        cause: "idle_race",
+        detail: None,
+        title: "idle race: request sent on a keep-alive connection the server was closing".into(),
+        confidence: Confidence::new(
+            Level::High,
+            "the client wrote its request after the server's FIN had arrived (one clock: the kernel's)",
+        ),
+        evidence: vec![
+            Evidence::kernel(
+                fin,
+                format!(
+                    "the server's FIN on {} after {answered_before} answered request(s)",
+                    conn_label(k)
+                ),
+            ),
+            Evidence::wire(
+                sent,
+                format!(
+                    "the client wrote its next request {} later, into the closed connection",
+                    ms(sent - fin)
+                ),
+            ),
+        ],
+        hint: IDLE_RACE_HINT.into(),
+    }
 }

@@ -135,9 +135,11 @@ pub fn idle_race(case: &Case<'_>) -> Option<Verdict> {
         title: "idle race: request sent on a keep-alive connection the server was closing".into(),
         confidence,
         evidence,
-        hint: "the server's keep-alive idle timeout is shorter than the client's: make the client's idle timeout shorter than the server's (or the server's longer), or retry idempotent requests that fail on reused connections".into(),
+        hint: IDLE_RACE_HINT.into(),
     })
 }
+
+pub(super) const IDLE_RACE_HINT: &str = "the server's keep-alive idle timeout is shorter than the client's: make the client's idle timeout shorter than the server's (or the server's longer), or retry idempotent requests that fail on reused connections";
 
 /// Why the server's close provably came before the request's write, if it did: the
 /// `closed` event (time, what) fell in the idle gap earlier than the write by more than

@@ -236,7 +236,7 @@ fn an_h2c_exchange_is_tallied_from_its_streams() {
     for id in [3, 5, 7, 9] {
         client.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, b"\x82"));
     }
-    // The client gives up on stream 9 (CANCEL): no answer is owed.
+    // The client gives up on stream 9 (CANCEL) before any answer: it gave up waiting.
     client.extend(frame(0x3, 0, 9, &8u32.to_be_bytes()));
     let mut server = frame(0x4, 0, 0, &[]);
     server.extend(frame(HEADERS, END_HEADERS, 1, b"\x88"));
@@ -260,6 +260,7 @@ fn an_h2c_exchange_is_tallied_from_its_streams() {
             answered: 1,
             cut_mid_answer: 1,
             unanswered: 1,
+            client_cancelled: 1,
             streams_reset: [("REFUSED_STREAM".to_owned(), 1)].into(),
             // Static index 8 (RFC 7541 Appendix A), on 1 and on 5, cut or not.
             statuses: [(200, 2)].into(),
