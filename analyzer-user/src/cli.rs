@@ -10,6 +10,7 @@ use crate::{
     offline::Format,
     recording::FilterConfig,
     session::SessionOptions,
+    tls_probe::ProbeOptions,
 };
 
 /// The `analyzer` command line.
@@ -118,6 +119,8 @@ pub struct AttachArgs {
     /// Interface the raw backend captures on (repeatable; default lo).
     #[arg(long = "iface", value_name = "NAME")]
     pub ifaces: Vec<String>,
+    #[command(flatten)]
+    pub probe: ProbeOptions,
 }
 
 impl AttachArgs {
@@ -144,6 +147,7 @@ impl AttachArgs {
             },
             loadgen_events: self.loadgen_events.clone(),
             all: self.all,
+            probe: self.probe.clone(),
         }
     }
 }

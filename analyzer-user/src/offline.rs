@@ -53,6 +53,8 @@ pub fn analyze_files(
         analysis: Analysis::new(opts),
         input: FinishInput {
             loadgen,
+            // Never a certificate probe: the servers now are not the recording's.
+            probe: None,
             ..FinishInput::default()
         },
     };

@@ -53,6 +53,11 @@ pub struct Report {
     pub host_evidence: HostEvidence,
     /// Host counter deltas and port census, as the caller gave them.
     pub host: serde_json::Value,
+    /// The certificate probe's handshakes (`tls_probe`): one per server address and SNI
+    /// whose TLS handshakes a client gave up, made by the analyzer after the run. What
+    /// they saw is the probe's evidence, not the wire's. Empty when none was made.
+    #[serde(default)]
+    pub probes: Vec<crate::tls_probe::ProbeRecord>,
 }
 
 /// What was recorded, how, and what may be missing.

@@ -23,7 +23,12 @@
 //! 9. `h2_rst_stream` (detail: the code).
 //! 10. `http_status` (detail: the status).
 //!     Also from the raw backend's capture (`tls_from_wire`, `h2_from_wire`), for
-//!     failures no loadgen event explains: the same cause ids, wire evidence.
+//!     failures no loadgen event explains: the same cause ids, wire evidence. A TLS
+//!     handshake the client gave up (an alert in place of its Finished, or right after
+//!     it) takes the certificate probe's verdict (`tls_cert_mismatch`,
+//!     `tls_cert_expired`, `tls_cert_untrusted`, medium: the probe's handshake, not the
+//!     client's), else its plaintext alert's `tls_alert`, else
+//!     `tls_handshake_rejected_by_client`.
 //!     Then `rst_possibly_injected` — an RST whose TTL or IP ID does not fit its sender's
 //!     other packets (raw backend), or, from the eBPF backend, an RST from a server on
 //!     this host that none of this host's sockets sent; before the rules that take RSTs
@@ -181,6 +186,9 @@ pub enum Source {
     Host,
     /// The raw backend's capture.
     Wire,
+    /// The analyzer's own TLS handshake after the run (`tls_probe`): what the server
+    /// presented to it, not necessarily to the client.
+    Probe,
 }
 
 /// One fact a verdict used. Serialized with a wall-clock `at` when it has a time.
@@ -234,6 +242,17 @@ impl Evidence {
         Self {
             source: Source::Wire,
             ts_unix_ns: Some(ts_unix_ns),
+            what: what.into(),
+        }
+    }
+
+    /// The certificate probe's, at its handshake (Unix seconds).
+    pub fn probe(unix_s: i64, what: impl Into<String>) -> Self {
+        Self {
+            source: Source::Probe,
+            ts_unix_ns: u64::try_from(unix_s)
+                .ok()
+                .map(|s| s.saturating_mul(1_000_000_000)),
             what: what.into(),
         }
     }

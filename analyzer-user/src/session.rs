@@ -1,8 +1,9 @@
 //! A whole live session, as `analyzer attach` runs it: the collector ([`crate::attach`])
 //! runs, every event is folded into the analysis as it arrives (memory stays bounded)
 //! and, with `--raw-events`, written to the kernel log; at stop the host facts become the
-//! report's evidence, loadgen's files are joined and the report is built. The binary and
-//! the end-to-end tests both call [`run`].
+//! report's evidence, the certificate probe looks at the servers whose TLS handshakes a
+//! client gave up ([`crate::tls_probe`]), loadgen's files are joined and the report is
+//! built. The binary and the end-to-end tests both call [`run`].
 use std::{future::Future, path::PathBuf};
 
 use anyhow::{Context, Result};
@@ -15,6 +16,7 @@ use crate::{
     recording::FilterConfig,
     report::{Analysis, AnalysisOptions, FinishInput, Report, Run},
     rules::{DestPorts, HostEvidence},
+    tls_probe::{ProbeOptions, Roots},
 };
 
 /// What a session does.
@@ -25,6 +27,8 @@ pub struct SessionOptions {
     pub loadgen_events: Vec<PathBuf>,
     /// Keep and list every connection, not only failed ones.
     pub all: bool,
+    /// The certificate probe after the run (`--no-probe`, `--cacert`, `--probe-timeout`).
+    pub probe: ProbeOptions,
 }
 
 /// Runs a session until `stop` (or the duration) ends it; returns what the kernel side
@@ -33,6 +37,12 @@ pub async fn run(
     opts: &SessionOptions,
     stop: impl Future<Output = ()>,
 ) -> Result<(AttachOutcome, Report)> {
+    // A `--cacert` that does not load is the user's mistake: say so now, not after the run.
+    if opts.probe.enabled
+        && let Some(path) = &opts.probe.cacert
+    {
+        Roots::from_pem_file(path).context("certificate probe")?;
+    }
     let mut aopts = AnalysisOptions::with_all(opts.all);
     // A socket whose local port is a filtered port is the server side (loopback runs see
     // both ends); the ephemeral range tells clients among sockets opened before the
@@ -68,6 +78,7 @@ pub async fn run(
             loadgen: &opts.loadgen_events,
             host_evidence,
             host,
+            probe: Some(&opts.probe),
         })
         .context("join loadgen's events")?;
     Ok((outcome, report))

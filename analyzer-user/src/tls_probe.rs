@@ -7,14 +7,16 @@
 //! ServerHello and the client closing. A wrong cause costs more than none, so the
 //! analyzer looks for itself rather than guess. What it finds is the probe's evidence,
 //! not the wire's: the certificate presented *to the probe*, later, judged against *this
-//! host's* roots (or `--cacert`); it is kept in [`ProbeRecord`]s apart from the wire
-//! facts, and a report must say so.
+//! host's* roots (or `--cacert`). It is kept in [`ProbeRecord`]s (the report's `probes`),
+//! and on the records judged as a `TlsCertificate` fact told apart by its
+//! `probed_unix_s`; the rules that use it say whose it is.
 //!
 //! [`probe`] is one handshake; [`ProbePlan`] picks the candidates of a finished run and
 //! dedups them (one probe per address and SNI); [`probe_failed_handshakes`] does both;
 //! [`ProbeOptions`] are its command-line flags (`--no-probe`, `--cacert`,
 //! `--probe-timeout`). Depends on `wire` (certificate facts and RFC 6125 name matching),
-//! rustls and the connection table; nothing depends on it but the session that runs it.
+//! rustls and the connection table; nothing depends on it but the analysis that runs it
+//! when a live run finishes (`report::analysis`), never an offline report.
 mod handshake;
 mod judge;
 mod plan;

@@ -109,6 +109,7 @@ fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> 
             _ => vec![],
         },
         all: false,
+        ..SessionOptions::default()
     });
     run_client(&rt, &tb, fault, client, &events);
     // Let the last events (FIN/RST exchanges, destroys) reach the ring buffer.
@@ -563,6 +564,7 @@ fn session_on_port(port: u16, backend: Backend) -> Session {
         },
         loadgen_events: vec![],
         all: true,
+        ..SessionOptions::default()
     })
 }
 

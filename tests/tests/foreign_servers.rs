@@ -308,6 +308,7 @@ impl Session {
             },
             loadgen_events: vec![],
             all: true,
+            ..SessionOptions::default()
         };
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

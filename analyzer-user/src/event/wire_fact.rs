@@ -52,7 +52,9 @@ pub enum WireFact {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         alpn: Option<String>,
     },
-    /// The server's certificate (plaintext in TLS 1.2 and older), judged against the SNI.
+    /// The server's certificate (plaintext in TLS 1.2 and older), judged against the SNI;
+    /// or, with `probed_unix_s`, the one it presented to the analyzer's own handshake
+    /// after the run (`tls_probe`), which TLS 1.3 hides from the wire.
     TlsCertificate {
         subject: String,
         /// DNS and IP subjectAltNames (the subject CN when there are none).
@@ -66,6 +68,15 @@ pub enum WireFact {
         /// Whether the certificate is valid for the SNI (RFC 6125 name matching).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         matches_sni: Option<bool>,
+        /// Set when the certificate was presented to the analyzer's own handshake after the
+        /// run (tls_probe), not read on the wire: that handshake's Unix time, which the
+        /// dates are judged against.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probed_unix_s: Option<i64>,
+        /// Probe only: whether the chain validated against the probe's roots; None when not
+        /// judged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trusted: Option<bool>,
     },
     /// A plaintext TLS alert.
     TlsAlert {
@@ -76,6 +87,22 @@ pub enum WireFact {
     },
     /// TLS 1.3: certificates and alerts are encrypted after the ServerHello.
     TlsEncrypted { version: String },
+    /// The first encrypted record of that end was the size of an alert and nothing longer
+    /// followed it: it gave the handshake up (a client rejecting the server's certificate
+    /// sends one encrypted alert and closes). Told by size: in TLS 1.3 an alert is 19
+    /// bytes of record (2 of alert, 1 of inner type, a 16-byte AEAD tag) where the
+    /// client's Finished is at least 53. Emitted for the client's end only, and only when
+    /// no application data went before it. With `after_handshake`, the alert came right
+    /// after the client's Finished and before the server's FIN: it completed the
+    /// handshake and closed without a request (curl 7.x checks the certificate's name
+    /// only then): a failure by the look of it, no more (see
+    /// `ConnRecord::tls_handshake_abandoned`).
+    TlsEncryptedAlert {
+        from_server: bool,
+        len_bytes: u32,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        after_handshake: bool,
+    },
     /// An h2c GOAWAY.
     H2Goaway {
         from_server: bool,
@@ -182,7 +209,17 @@ impl WireFact {
         match self {
             Self::RstSuspect { .. } => true,
             Self::TlsAlert { fatal, .. } => *fatal,
-            Self::TlsCertificate { matches_sni, .. } => *matches_sni == Some(false),
+            // A probed certificate is the probe's evidence, never a failure by itself.
+            Self::TlsCertificate {
+                matches_sni,
+                probed_unix_s,
+                ..
+            } => probed_unix_s.is_none() && *matches_sni == Some(false),
+            Self::TlsEncryptedAlert {
+                from_server,
+                after_handshake,
+                ..
+            } => !from_server && !after_handshake,
             Self::H2Goaway { code, .. } => code != "NO_ERROR",
             // The client cancelling its own stream is not a failure of the server's.
             Self::H2RstStream { from_server, .. } => *from_server,

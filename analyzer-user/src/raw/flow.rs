@@ -213,6 +213,9 @@ impl Inspector {
     /// rule 8); without it [`Inspector::finish`] judges one still open cut short.
     pub fn end_of_stream(&mut self, from_server: bool) {
         self.sides[usize::from(from_server)].eof = true;
+        if let Some(t) = self.sides[usize::from(!from_server)].obs.tls.as_mut() {
+            t.peer_ended();
+        }
     }
 
     /// Whether every observer of both directions has stopped (nothing more to learn).
@@ -220,9 +223,11 @@ impl Inspector {
         self.sides.iter().all(|s| !s.obs.is_reading())
     }
 
-    /// The connection ended (both directions done, or the socket destroyed): judges the
-    /// last response (complete, cut mid-answer, or never begun) and emits one
-    /// [`WireFact::Http`] if any request was seen. Call it once; later calls, and bytes
+    /// The connection ended (both directions done, or the socket destroyed): reports a
+    /// client's handshake given up with an encrypted alert ([`WireFact::TlsEncryptedAlert`],
+    /// known only once nothing followed it), judges the last response (complete, cut
+    /// mid-answer, or never begun) and emits one [`WireFact::Http`] if any request was
+    /// seen. Call it once; later calls, and bytes
     /// after it, are ignored.
     pub fn finish(&mut self, emit: &mut dyn FnMut(WireFact)) {
         if std::mem::replace(&mut self.finished, true) {
@@ -230,6 +235,11 @@ impl Inspector {
         }
         for from_server in [false, true] {
             self.flush(from_server, emit);
+            let side = &mut self.sides[usize::from(from_server)];
+            if let Some(t) = side.obs.tls.as_mut() {
+                t.finish(&mut self.found.tls);
+                self.settle(from_server, emit);
+            }
         }
         let side = &mut self.sides[1];
         if let Some(h) = side.obs.h1.as_mut() {
@@ -335,6 +345,8 @@ impl Inspector {
                     not_after_unix_s: leaf.not_after_unix_s,
                     sni: self.sni.clone(),
                     matches_sni: self.sni.as_deref().map(|s| leaf.is_valid_for(s)),
+                    probed_unix_s: None,
+                    trusted: None,
                 }
             }
             TlsFact::Alert(a) => WireFact::TlsAlert {
@@ -346,6 +358,16 @@ impl Inspector {
             TlsFact::EncryptedAfterServerHello { version } => WireFact::TlsEncrypted {
                 version: version_name(version),
             },
+            // The client's only: a server's encrypted records say nothing of the kind.
+            TlsFact::EncryptedAlert {
+                len_bytes,
+                after_handshake,
+            } if !from_server => WireFact::TlsEncryptedAlert {
+                from_server,
+                len_bytes: u32::try_from(len_bytes).unwrap_or(u32::MAX),
+                after_handshake,
+            },
+            TlsFact::EncryptedAlert { .. } => return None,
             TlsFact::HandshakeAbandoned { .. } | TlsFact::NotTls { .. } => return None,
             TlsFact::Malformed { offset, what } => WireFact::Malformed {
                 from_server,

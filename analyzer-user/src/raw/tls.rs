@@ -4,8 +4,10 @@
 //!
 //! TLS 1.3 encrypts everything after ServerHello (RFC 8446 section 2), so certificates and
 //! most alerts of a TLS 1.3 handshake are invisible here; [`TlsFact::EncryptedAfterServerHello`]
-//! says so instead of staying silent. Feed it from the stream's first byte (a capture that
-//! starts mid-connection cannot find record boundaries).
+//! says so instead of staying silent, and a client's handshake given up with an encrypted
+//! alert is told by its record's size ([`TlsFact::EncryptedAlert`]). Feed it from the
+//! stream's first byte (a capture that starts mid-connection cannot find record
+//! boundaries), and call [`TlsObserver::finish`] when the direction ends.
 use tls_parser::{TlsMessage, TlsMessageHandshake};
 use wire::cert::CertFact;
 
@@ -30,6 +32,14 @@ pub const MAX_FACTS: usize = 64;
 /// Upper bound of [`TlsObserver::buffered_bytes`].
 pub const MAX_BUFFERED_BYTES: usize =
     RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + MAX_HANDSHAKE_LEN_BYTES + 1;
+/// Longest application_data record taken for an encrypted alert
+/// ([`TlsFact::EncryptedAlert`]): 19 bytes with a 16-byte AEAD tag, and room for some
+/// padding (RFC 8446 section 5.4); the client's Finished is at least 53.
+pub const MAX_ENCRYPTED_ALERT_LEN_BYTES: usize = 32;
+/// A TLS 1.3 client's Finished as a record: its 4-byte header, verify_data of the suite's
+/// hash length (32 or 48 bytes), the inner content type and a 16-byte tag (RFC 8446
+/// sections 4.4.4 and 5.2).
+pub const FINISHED_RECORD_LEN_BYTES: std::ops::RangeInclusive<usize> = 53..=69;
 
 const RECORD_HEADER_LEN: usize = 5;
 const HANDSHAKE_HEADER_LEN: usize = 4;
@@ -54,6 +64,26 @@ struct Record {
     opaque: bool,
 }
 
+/// The client's first encrypted records, as far as they tell a handshake given up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ClientEnd {
+    #[default]
+    NotYet,
+    /// Its Finished went first (see [`ClientEnd::Alert::after_handshake`]), nothing
+    /// since. `tls12`: an encrypted handshake record, after which alerts have their own
+    /// content type.
+    Finished { tls12: bool },
+    /// Alert-sized records, nothing longer since.
+    Alert {
+        len_bytes: usize,
+        /// Its Finished went before: a TLS 1.3 first record of a Finished's size, or a
+        /// TLS 1.2 encrypted handshake record.
+        after_handshake: bool,
+    },
+    /// Reported, or the connection went on.
+    Settled,
+}
+
 /// Observes one direction of one TLS connection.
 #[derive(Clone, Debug, Default)]
 pub struct TlsObserver {
@@ -71,6 +101,11 @@ pub struct TlsObserver {
     alert_byte: Option<u8>,
     /// This direction's records are encrypted from now on.
     protected: bool,
+    /// This direction sent a ClientHello: it is the client's.
+    client: bool,
+    client_end: ClientEnd,
+    /// The other direction ended ([`Self::peer_ended`]).
+    peer_ended: bool,
     facts: usize,
     stats: TlsStats,
 }
@@ -228,7 +263,9 @@ impl TlsObserver {
             _ => self.protected,
         };
         self.stats.records += 1;
-        if !opaque {
+        if opaque {
+            self.encrypted_record(content_type, len);
+        } else {
             let fragmented = !self.hs.is_empty() || self.hs_skip_left > 0;
             let bad = if fragmented && content_type != HANDSHAKE {
                 Some(TlsWireError::Interleaved { content_type })
@@ -263,6 +300,72 @@ impl TlsObserver {
         if len == 0 {
             self.end_record();
         }
+    }
+
+    /// Follows the client's first encrypted records (see [`TlsFact::EncryptedAlert`]):
+    /// alert-sized ones first, or after its Finished, and nothing longer after them. A
+    /// longer one (a Finished after an empty Certificate of 25 bytes, a request) says
+    /// the connection went on.
+    fn encrypted_record(&mut self, content_type: u8, len: usize) {
+        if !self.client {
+            return;
+        }
+        // TLS 1.2 alerts keep their content type when encrypted (RFC 5246 section 6.2);
+        // TLS 1.3 hides it inside an application_data record (RFC 8446 section 5.2).
+        let tls12 = matches!(self.client_end, ClientEnd::Finished { tls12: true });
+        let (alert, finished) = match content_type {
+            APPLICATION_DATA => (
+                !tls12 && len <= MAX_ENCRYPTED_ALERT_LEN_BYTES,
+                FINISHED_RECORD_LEN_BYTES.contains(&len),
+            ),
+            // Opaque only when encrypted (see `start_record`).
+            ALERT => (true, false),
+            // An encrypted handshake record: TLS 1.2's Finished.
+            HANDSHAKE => (false, true),
+            _ => (false, false),
+        };
+        self.client_end = match (self.client_end, alert, finished) {
+            (ClientEnd::NotYet, true, _) => ClientEnd::Alert {
+                len_bytes: len,
+                after_handshake: false,
+            },
+            (ClientEnd::NotYet, _, true) => ClientEnd::Finished {
+                tls12: content_type == HANDSHAKE,
+            },
+            // After the server's FIN it is an answer to the server's close.
+            (ClientEnd::Finished { .. }, true, _) if !self.peer_ended => ClientEnd::Alert {
+                len_bytes: len,
+                after_handshake: true,
+            },
+            (end @ ClientEnd::Alert { .. }, true, _) => end,
+            _ => ClientEnd::Settled,
+        };
+    }
+
+    /// The other direction ended (its FIN came): an alert this one sends after its
+    /// Finished from now on answers the peer's close, and gives nothing up.
+    pub fn peer_ended(&mut self) {
+        self.peer_ended = true;
+    }
+
+    /// The direction ended: reports what only its end tells (an encrypted alert that
+    /// nothing followed). Later calls report nothing.
+    pub fn finish(&mut self, out: &mut Vec<TlsFact>) {
+        if self.stopped {
+            return;
+        }
+        if let ClientEnd::Alert {
+            len_bytes,
+            after_handshake,
+        } = self.client_end
+        {
+            let fact = TlsFact::EncryptedAlert {
+                len_bytes,
+                after_handshake,
+            };
+            self.emit(out, fact);
+        }
+        self.client_end = ClientEnd::Settled;
     }
 
     fn record_body(&mut self, rec: Record, body: &[u8], at: u64, out: &mut Vec<TlsFact>) {
@@ -398,6 +501,7 @@ impl TlsObserver {
         };
         match parsed {
             TlsMessageHandshake::ClientHello(ch) => {
+                self.client = true;
                 self.emit(out, TlsFact::ClientHello(hello::client_hello(&ch)));
             }
             TlsMessageHandshake::ServerHello(sh) => {
@@ -472,6 +576,6 @@ fn len_usize(n: u64) -> usize {
 // Tests: hand-built and hostile inputs in tls/tests.rs; real rustls handshakes in
 // tls/rustls_tests.rs.
 #[cfg(test)]
-mod rustls_tests;
+pub(crate) mod rustls_tests;
 #[cfg(test)]
 mod tests;

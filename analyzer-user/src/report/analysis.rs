@@ -13,6 +13,7 @@ use crate::{
     join::{LoadgenConn, LoadgenSummary, join_loadgen},
     rules::{Case, HostEvidence, RuleOptions, Source, attribute},
     table::{ConnTable, Connections, JoinKind, TableConfig, TableCounts},
+    tls_probe::{ProbeOptions, probe_failed_handshakes},
 };
 
 /// How the analysis runs.
@@ -67,6 +68,10 @@ pub struct FinishInput<'a> {
     pub host_evidence: HostEvidence,
     /// Host counters as the caller wants them shown (opaque).
     pub host: serde_json::Value,
+    /// The certificate probe (`tls_probe`) of a live run, which judges the certificates
+    /// of handshakes clients gave up by a handshake of the analyzer's own before the
+    /// failures are judged. `None` (offline reports, tests): no probe, ever.
+    pub probe: Option<&'a ProbeOptions>,
 }
 
 /// An analysis in progress.
@@ -118,12 +123,17 @@ impl Analysis {
         self.table.counts()
     }
 
-    /// Ends the analysis: joins the loadgen files, attributes every failure (loadgen's
+    /// Ends the analysis: probes the certificates of abandoned TLS handshakes (when
+    /// `input.probe` asks), joins the loadgen files, attributes every failure (loadgen's
     /// failed requests, then failed kernel connections no loadgen event accounts for),
     /// and builds the report. Errors only when a loadgen file cannot be read.
     pub fn finish(self, input: FinishInput<'_>) -> Result<Report, ReadError> {
         let kernel_seen = self.table.counts().events.values().sum::<u64>() > 0;
         let mut conns = self.table.finish();
+        let probes = input
+            .probe
+            .map(|p| probe_failed_handshakes(conns.records_mut(), p))
+            .unwrap_or_default();
         let mut agg = Aggregator::new(self.opts.max_examples);
         let drop_reasons = conns.drop_reasons().clone();
         let rules = RuleOptions {
@@ -189,6 +199,7 @@ impl Analysis {
             drop_reasons,
             host_evidence: input.host_evidence,
             host: input.host,
+            probes,
         })
     }
 }

@@ -64,6 +64,9 @@ fn render(r: &Report) -> String {
         let _ = writeln!(out, "- **what to do:** {}\n", escape(&c.hint));
     }
     run_line(&mut out, r);
+    if let Some(line) = super::text::probes_line(r) {
+        let _ = writeln!(out, "\n{}", escape(&line));
+    }
     out
 }
 

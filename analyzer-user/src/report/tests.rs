@@ -242,6 +242,7 @@ fn report_of(s: &Scenario, opts: AnalysisOptions) -> Report {
         loadgen: std::slice::from_ref(&s.loadgen),
         host_evidence: s.host.clone(),
         host: serde_json::json!({"netstat": {"ListenOverflows": 3}}),
+        probe: None,
     })
     .unwrap()
 }
@@ -390,7 +391,35 @@ fn the_report_validates_against_its_schema_and_round_trips() {
         full.to_json().contains("\"tcp_at_close\""),
         "the scenario carries TCP counters, so the schema checks them"
     );
-    for report in [full, empty] {
+    let mut probed = empty.clone();
+    probed.probes = probe_records();
+    probed.causes = full.causes.clone();
+    probed.causes[0].examples[0]
+        .evidence
+        .push(crate::rules::Evidence::probe(1_767_225_600, "a probe's"));
+    let mut with_wire = full.clone();
+    if let Some(c) = with_wire.connections.first_mut()
+        && let Some(fact) = probed.probes[0].wire_fact()
+    {
+        c.wire.push(fact);
+        c.wire
+            .push(crate::event::wire_fact::WireFact::TlsEncryptedAlert {
+                from_server: false,
+                len_bytes: 19,
+                after_handshake: true,
+            });
+    }
+    assert!(
+        probed
+            .to_text()
+            .contains("certificate probe: 2 TLS handshakes")
+    );
+    assert!(
+        probed
+            .to_markdown()
+            .contains("certificate probe: 2 TLS handshakes")
+    );
+    for report in [full, empty, probed, with_wire] {
         let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&value)
@@ -403,6 +432,70 @@ fn the_report_validates_against_its_schema_and_round_trips() {
         let back: Report = serde_json::from_value(value.clone()).expect("the report reads back");
         assert_eq!(serde_json::to_value(&back).unwrap(), value, "round trip");
     }
+}
+
+/// Two probes: one that saw a certificate (and was then refused), one that timed out.
+fn probe_records() -> Vec<crate::tls_probe::ProbeRecord> {
+    use crate::tls_probe::{
+        Judgment, LeafCert, Presented, ProbeError, ProbeOutcome, ProbeRecord, Stage, Trust,
+        Validity, Verdict,
+    };
+    let presented = Presented {
+        version: Some("TLS 1.3".into()),
+        alpn: Some("h2".into()),
+        chain_len: 1,
+        leaf: LeafCert {
+            subject: "CN=FAULTLINE TESTBED DEFAULT CERT".into(),
+            names: vec!["default.invalid".into()],
+            issuer: "CN=faultline testbed CA".into(),
+            sha256: "ab".repeat(32),
+            not_before_unix_s: 1_700_000_000,
+            not_after_unix_s: 1_900_000_000,
+            parse_error: None,
+        },
+        judgment: Judgment {
+            name: "testbed.faultline.test".into(),
+            at_unix_s: 1_767_225_600,
+            matches_name: Some(false),
+            validity: Some(Validity::Current),
+            trust: Trust::Untrusted {
+                why: "no chain to a trusted root".into(),
+            },
+            verdict: Verdict::Mismatch,
+        },
+    };
+    let record = |port: u16, outcome| ProbeRecord {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        sni: Some("testbed.faultline.test".into()),
+        alpn: vec!["h2".into(), "http/1.1".into()],
+        connections: 2,
+        conn_ids: vec![3, 4],
+        outcome,
+    };
+    vec![
+        record(
+            8443,
+            ProbeOutcome {
+                presented: Some(presented),
+                error: Some(ProbeError::Alert {
+                    code: 42,
+                    name: "bad_certificate".into(),
+                }),
+                roots: "system roots (146 certificates)".into(),
+            },
+        ),
+        record(
+            8444,
+            ProbeOutcome {
+                presented: None,
+                error: Some(ProbeError::Timeout {
+                    stage: Stage::Handshake,
+                    timeout_ms: 2000,
+                }),
+                roots: "system roots (146 certificates)".into(),
+            },
+        ),
+    ]
 }
 
 #[test]

@@ -6,6 +6,7 @@ use super::{Cause, Example, Report, duration, percent, thousands};
 use crate::{
     raw::source::CaptureReport,
     rules::{Evidence, Source},
+    tls_probe::Verdict,
 };
 
 /// Evidence lines shown per cause.
@@ -148,6 +149,7 @@ pub(super) fn evidence_line(e: &Evidence) -> String {
         Source::Loadgen => "loadgen",
         Source::Host => "host",
         Source::Wire => "wire",
+        Source::Probe => "probe",
     };
     match e.ts_unix_ns {
         Some(t) => format!("{} {source}: {}", events::time::rfc3339_ns(t), e.what),
@@ -190,6 +192,9 @@ fn run_facts(out: &mut String, r: &Report) {
     );
     if let Some(cap) = &run.capture {
         capture_line(out, cap, run.backend_notice.as_deref());
+    }
+    if let Some(line) = probes_line(r) {
+        let _ = writeln!(out, "  {line}");
     }
     let _ = writeln!(
         out,
@@ -242,6 +247,47 @@ fn run_facts(out: &mut String, r: &Report) {
     }
     for w in &run.warnings {
         let _ = writeln!(out, "  warning: {w}");
+    }
+}
+
+/// The certificate probe's handshakes, when any was made: target, connections judged and
+/// what it found (its evidence is not the wire's, so the report says it looked).
+pub(super) fn probes_line(r: &Report) -> Option<String> {
+    if r.probes.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = r
+        .probes
+        .iter()
+        .map(|p| {
+            let found = match (p.outcome.verdict(), &p.outcome.error) {
+                (Some(v), _) => verdict_words(v).to_owned(),
+                (None, Some(e)) => e.to_string(),
+                (None, None) => "no certificate seen".to_owned(),
+            };
+            let sni = p.sni.as_deref().unwrap_or("(none)");
+            format!(
+                "{} SNI {sni} ({} connections): {found}",
+                p.addr,
+                thousands(p.connections as u64)
+            )
+        })
+        .collect();
+    Some(format!(
+        "certificate probe: {} TLS handshakes of the analyzer's own after the run: {}",
+        r.probes.len(),
+        each.join("; ")
+    ))
+}
+
+fn verdict_words(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Mismatch => "certificate not valid for the SNI",
+        Verdict::Expired => "certificate expired",
+        Verdict::NotYetValid => "certificate not yet valid",
+        Verdict::Untrusted { .. } => "certificate untrusted",
+        Verdict::TrustUnknown { .. } => "certificate names and dates fine, trust not judged",
+        Verdict::Valid => "certificate valid",
     }
 }
 

@@ -2,10 +2,18 @@
 //! or the eBPF backend's capture of the client's own reads and writes), for failures no
 //! loadgen event
 //! explains (a foreign client): a TLS 1.2 certificate not valid for the SNI, a fatal
-//! plaintext TLS alert, an h2c GOAWAY or RST_STREAM by code, and an RST whose IP header
-//! does not fit the peer's other packets (possibly injected by a middlebox).
+//! plaintext TLS alert, a TLS handshake the client gave up with an encrypted alert
+//! (judged by the certificate probe's handshake when one was made, `tls_probe`), an h2c
+//! GOAWAY or RST_STREAM by code, and an RST whose IP header does not fit the peer's other
+//! packets (possibly injected by a middlebox).
 use super::{Case, Confidence, Evidence, Level, Verdict, kernel_summary};
 use crate::{event::wire_fact::WireFact, table::ConnRecord};
+
+mod probed;
+#[cfg(test)]
+mod tests;
+
+use probed::{Probed, probe_verdict, rejected_by_client};
 
 fn wire_facts<'a>(case: &Case<'a>) -> Option<(&'a ConnRecord, &'a [WireFact])> {
     if !case.kernel_decides() {
@@ -20,8 +28,11 @@ fn at(k: &ConnRecord) -> u64 {
 }
 
 /// A TLS failure seen on the wire: the certificate presented does not name the SNI
-/// (`tls_cert_mismatch`), or a fatal alert ended the handshake (`tls_alert`, detail: the
-/// alert's name).
+/// (`tls_cert_mismatch`); or the client gave the handshake up and the certificate probe
+/// found what it likely refused (`tls_cert_mismatch`, `tls_cert_expired`,
+/// `tls_cert_untrusted`, medium confidence); or a fatal alert ended the handshake
+/// (`tls_alert`, detail: the alert's name); or the client gave the handshake up with an
+/// encrypted alert and nothing says why (`tls_handshake_rejected_by_client`).
 pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
     let (k, facts) = wire_facts(case)?;
     let ts = at(k);
@@ -38,12 +49,6 @@ pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
         } => Some((*from_server, name.clone(), *code)),
         _ => None,
     });
-    let alert_words = |(from_server, name, code): &(bool, String, u8)| {
-        format!(
-            "fatal TLS alert {name} ({code}) sent by the {}",
-            if *from_server { "server" } else { "client" }
-        )
-    };
     let mismatch = facts.iter().find_map(|f| match f {
         WireFact::TlsCertificate {
             subject,
@@ -51,6 +56,7 @@ pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
             issuer,
             sha256,
             matches_sni: Some(false),
+            probed_unix_s: None,
             ..
         } => Some((subject, names, issuer, sha256)),
         _ => None,
@@ -87,13 +93,39 @@ pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
             ),
         });
     }
-    let a = alert?;
+    let client_alert = alert.as_ref().filter(|a| !a.0).map(alert_words);
+    if let Some(v) = probe_verdict(k, ts, sni.as_deref(), client_alert) {
+        return Some(v);
+    }
+    match alert {
+        Some(a) => Some(fatal_alert(k, sni.as_deref(), a)),
+        None => rejected_by_client(k, ts, sni.as_deref()),
+    }
+}
+
+/// A fatal plaintext alert: who sent it, its name and code.
+type Alert = (bool, String, u8);
+
+fn alert_words((from_server, name, code): &Alert) -> String {
+    format!(
+        "fatal TLS alert {name} ({code}) sent by the {}",
+        if *from_server { "server" } else { "client" }
+    )
+}
+
+/// `tls_alert`: a fatal plaintext alert ended the handshake (with the certificate
+/// probe's evidence when it looked).
+fn fatal_alert(k: &ConnRecord, sni: Option<&str>, a: Alert) -> Verdict {
+    let ts = at(k);
     let mut evidence = vec![Evidence::wire(ts, alert_words(&a))];
-    if let Some(s) = &sni {
+    if let Some(s) = sni {
         evidence.push(Evidence::wire(ts, format!("ClientHello SNI: {s}")));
     }
+    if let Some(p) = Probed::of(k) {
+        evidence.push(p.evidence(k, sni));
+    }
     evidence.extend(kernel_summary(k));
-    Some(Verdict {
+    Verdict {
         cause: "tls_alert",
         detail: Some(a.1.clone()),
         title: format!("TLS handshake ended by a fatal alert: {}", a.1),
@@ -107,7 +139,7 @@ pub fn tls_from_wire(case: &Case<'_>) -> Option<Verdict> {
         } else {
             "the client rejected the server's handshake (often its certificate: unknown CA, wrong name, expired): see the alert's name".into()
         },
-    })
+    }
 }
 
 /// An h2c GOAWAY with an error code, or an RST_STREAM, seen on the wire.

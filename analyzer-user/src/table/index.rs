@@ -58,6 +58,12 @@ impl Connections {
         self.records.values()
     }
 
+    /// Every record, mutably, for what is learnt after recording stopped (the
+    /// certificate probe's facts). Ids, cookies and tuples are indexed: leave them be.
+    pub(crate) fn records_mut(&mut self) -> impl Iterator<Item = &mut ConnRecord> {
+        self.records.values_mut()
+    }
+
     pub fn counts(&self) -> &TableCounts {
         &self.counts
     }

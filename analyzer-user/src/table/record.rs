@@ -346,8 +346,9 @@ impl ConnRecord {
 
     /// The connection failed from this host's point of view as the client: an RST either
     /// way, an errno delivered, a SYN never answered, or a failure only the wire shows (a
-    /// fatal TLS alert, a certificate not valid for the SNI, an h2c GOAWAY with an error
-    /// code or RST_STREAM, a suspect RST). Server sockets (this host's
+    /// fatal TLS alert, a TLS handshake the client gave up
+    /// ([`Self::tls_handshake_abandoned`]), a certificate not valid for the SNI, an h2c
+    /// GOAWAY with an error code or RST_STREAM, a suspect RST). Server sockets (this host's
     /// servers, e.g. the far end of a loopback test) and sockets of unknown role never
     /// count as failures; they stay as evidence.
     ///
@@ -361,7 +362,7 @@ impl ConnRecord {
         {
             return t.failed_requests() > 0;
         }
-        self.failed_by_tcp()
+        self.failed_by_tcp() || self.tls_handshake_abandoned()
     }
 
     /// What TCP alone says: see [`Self::is_failed`].
@@ -393,6 +394,38 @@ impl ConnRecord {
                 .complete_http()
                 .is_some_and(|t| t.failed_requests() == 0)
             && self.failed_by_tcp()
+    }
+
+    /// A TLS handshake the client gave up itself: the wire shows its ClientHello and the
+    /// server's answer (ServerHello, or TLS 1.3's encrypted flight), no HTTP request ever
+    /// went out, and then an alert from the client in place of its Finished (encrypted,
+    /// [`WireFact::TlsEncryptedAlert`], or a fatal one in plaintext: OpenSSL sends it
+    /// before its keys change), or, the handshake completed, an encrypted alert before the
+    /// server closed (curl 7.x checks the certificate's name only then). The usual
+    /// reason is a certificate the client does not accept, which TLS 1.3 hides from the
+    /// wire (the `tls_probe` module looks for itself). A failure ([`Self::is_failed`]).
+    pub fn tls_handshake_abandoned(&self) -> bool {
+        if self.role != Role::Client || self.http.as_ref().is_some_and(|t| t.requests > 0) {
+            return false;
+        }
+        let (mut hello, mut answered, mut gave_up) = (false, false, false);
+        for f in &self.wire {
+            match f {
+                WireFact::TlsClientHello { .. } => hello = true,
+                WireFact::TlsServerHello { .. } | WireFact::TlsEncrypted { .. } => answered = true,
+                WireFact::TlsEncryptedAlert {
+                    from_server: false, ..
+                }
+                | WireFact::TlsAlert {
+                    from_server: false,
+                    fatal: true,
+                    ..
+                } => gave_up = true,
+                WireFact::Http(t) if t.requests > 0 => return false,
+                _ => {}
+            }
+        }
+        hello && answered && gave_up
     }
 
     /// A client connection that carried data out and none back before it closed: the

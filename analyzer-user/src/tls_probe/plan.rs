@@ -1,25 +1,24 @@
 //! Which connections of a finished run are worth a probe, one probe per (server address,
 //! SNI), and the command-line options of the probe.
 //!
-//! A candidate is a client connection whose handshake the wire shows beginning and not
-//! ending in application data, with no certificate seen in plaintext (TLS 1.2's would be
-//! judged on the wire already): the server answered with its ServerHello and then the
-//! client sent a fatal alert, or closed or reset the connection itself; or the client
-//! sent an alert about a certificate (RFC 8446 section 6.2: `bad_certificate` ...
-//! `unknown_ca`).
+//! A candidate is a TLS handshake its client gave up
+//! ([`ConnRecord::tls_handshake_abandoned`]: the server answered its ClientHello, the
+//! client sent an alert, no request went out), with no certificate seen in plaintext
+//! (TLS 1.2's is judged on the wire already), and an alert that may be about the
+//! certificate: an encrypted one (TLS 1.3 hides which; in place of the client's
+//! Finished, or right after it, before the server closed), or a plaintext one about a
+//! certificate (RFC 8446 section 6.2: `bad_certificate` ... `unknown_ca`). A plaintext
+//! `protocol_version` or `handshake_failure` is not: the client never saw a certificate.
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     handshake::{ProbeError, ProbeOutcome, probe},
+    judge::Trust,
     roots::Roots,
 };
-use crate::{
-    error::error_chain,
-    event::wire_fact::WireFact,
-    table::{Closer, ConnRecord, Role},
-};
+use crate::{error::error_chain, event::wire_fact::WireFact, table::ConnRecord};
 
 /// The probe's wait for the connect, and then for the handshake, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,10 +63,13 @@ impl Default for ProbeOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeReason {
-    /// The client sent a fatal alert after the ServerHello, or one about a certificate.
-    ClientAlert,
-    /// The client closed or reset the connection after the ServerHello.
-    ClientClosedAfterServerHello,
+    /// The client sent an encrypted alert after the server's first flight (TLS 1.3).
+    ClientEncryptedAlert,
+    /// The client completed the handshake, then sent an encrypted alert before the server
+    /// closed, without a request (curl 7.x checks the certificate's name only then).
+    ClientClosedAfterHandshake,
+    /// The client sent a fatal plaintext alert about a certificate.
+    ClientCertificateAlert,
 }
 
 /// A connection worth a probe.
@@ -86,49 +88,47 @@ const CERT_ALERTS: [u8; 6] = [42, 43, 44, 45, 46, 48];
 
 /// Whether `rec` is worth a probe, and with what (see the module doc).
 pub fn candidate(rec: &ConnRecord) -> Option<Candidate> {
-    if rec.role != Role::Client {
+    if !rec.tls_handshake_abandoned() {
         return None;
     }
     let addr = rec.remote?;
-    let (sni, alpn) = rec.wire.iter().find_map(|f| match f {
-        WireFact::TlsClientHello { sni, alpn } => Some((sni, alpn)),
-        _ => None,
-    })?;
-    let (mut server_hello, mut client_alert, mut cert_alert) = (false, false, false);
+    let (mut hello, mut reason) = (None, None);
     for f in &rec.wire {
         match f {
-            // Judged on the wire already (TLS 1.2 and older show it in plaintext).
+            // Judged on the wire already (TLS 1.2 and older show it in plaintext), or
+            // probed already.
             WireFact::TlsCertificate { .. } => return None,
-            // A request went out: the handshake completed.
-            WireFact::Http(t) if t.requests > 0 => return None,
-            WireFact::TlsServerHello { .. } => server_hello = true,
+            WireFact::TlsClientHello { sni, alpn } => {
+                hello.get_or_insert((sni, alpn));
+            }
+            WireFact::TlsEncryptedAlert {
+                from_server: false,
+                after_handshake,
+                ..
+            } => {
+                reason = Some(if *after_handshake {
+                    ProbeReason::ClientClosedAfterHandshake
+                } else {
+                    ProbeReason::ClientEncryptedAlert
+                });
+            }
             WireFact::TlsAlert {
                 from_server: false,
                 fatal: true,
                 code,
                 ..
-            } => {
-                client_alert = true;
-                cert_alert |= CERT_ALERTS.contains(code);
+            } if CERT_ALERTS.contains(code) => {
+                reason.get_or_insert(ProbeReason::ClientCertificateAlert);
             }
             _ => {}
         }
     }
-    let f = &rec.facts;
-    let client_ended =
-        matches!(f.closed_first, Some(Closer::Local | Closer::LocalReset)) || f.rst_sent > 0;
-    let reason = if cert_alert || (server_hello && client_alert) {
-        ProbeReason::ClientAlert
-    } else if server_hello && client_ended {
-        ProbeReason::ClientClosedAfterServerHello
-    } else {
-        return None;
-    };
+    let (sni, alpn) = hello?;
     Some(Candidate {
         addr,
         sni: sni.clone(),
         alpn: alpn.clone(),
-        reason,
+        reason: reason?,
     })
 }
 
@@ -149,11 +149,15 @@ pub struct ProbeRecord {
 }
 
 impl ProbeRecord {
-    /// The probe's certificate as the wire's `TlsCertificate` fact, for the records in
-    /// [`Self::conn_ids`]. Not evidence from the wire: it must be attached only where it
-    /// can be told apart as the probe's (see the module doc of `tls_probe`).
+    /// The probe's certificate as a `TlsCertificate` fact for the records it judged, told
+    /// apart from the wire's by `probed_unix_s` (see the module doc of `tls_probe`).
     pub fn wire_fact(&self) -> Option<WireFact> {
         let p = self.outcome.presented.as_ref()?;
+        let trusted = match p.judgment.trust {
+            Trust::Trusted => Some(true),
+            Trust::Untrusted { .. } => Some(false),
+            Trust::Unknown { .. } => None,
+        };
         Some(WireFact::TlsCertificate {
             subject: p.leaf.subject.clone(),
             names: p.leaf.names.clone(),
@@ -163,6 +167,8 @@ impl ProbeRecord {
             not_after_unix_s: p.leaf.not_after_unix_s,
             sni: self.sni.clone(),
             matches_sni: self.sni.as_ref().and(p.judgment.matches_name),
+            probed_unix_s: Some(p.judgment.at_unix_s),
+            trusted,
         })
     }
 }
@@ -176,7 +182,7 @@ pub struct ProbePlan {
 
 impl ProbePlan {
     /// The plan for a finished run's records.
-    pub fn from_records(records: &[ConnRecord]) -> Self {
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a ConnRecord>) -> Self {
         let mut plan = Self::default();
         for rec in records {
             plan.add(rec);
@@ -189,13 +195,9 @@ impl ProbePlan {
         let Some(c) = candidate(rec) else {
             return false;
         };
-        let key_sni = c
-            .sni
-            .as_deref()
-            .map(|s| s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase());
         let target = self
             .targets
-            .entry((c.addr, key_sni))
+            .entry(Self::key(c.addr, c.sni.as_deref()))
             .or_insert_with(|| ProbeRecord {
                 addr: c.addr,
                 sni: c.sni,
@@ -209,6 +211,12 @@ impl ProbePlan {
             target.conn_ids.push(rec.id);
         }
         true
+    }
+
+    /// A target: an address and an SNI, the SNI as DNS names compare.
+    fn key(addr: SocketAddr, sni: Option<&str>) -> (SocketAddr, Option<String>) {
+        let sni = sni.map(|s| s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase());
+        (addr, sni)
     }
 
     /// Probes planned.
@@ -246,16 +254,18 @@ impl ProbePlan {
 
 /// Probes the servers of the run's abandoned TLS handshakes (see the module doc): at most
 /// one handshake per (address, SNI), sequentially, each bounded by `opts.timeout` to
-/// connect and again to finish. No side effect but those handshakes: `records` are read
-/// only, for now (see [`ProbeRecord::wire_fact`]).
-pub fn probe_failed_handshakes(
-    records: &mut [ConnRecord],
+/// connect and again to finish. Each candidate record (all of them, not only the
+/// [`ProbeRecord::conn_ids`] kept) gets its probe's [`ProbeRecord::wire_fact`] when the
+/// probe saw a certificate.
+pub fn probe_failed_handshakes<'a>(
+    records: impl IntoIterator<Item = &'a mut ConnRecord>,
     opts: &ProbeOptions,
 ) -> Vec<ProbeRecord> {
     if !opts.enabled {
         return Vec::new();
     }
-    let plan = ProbePlan::from_records(records);
+    let mut records: Vec<&mut ConnRecord> = records.into_iter().collect();
+    let plan = ProbePlan::from_records(records.iter().map(|r| &**r));
     if plan.is_empty() {
         return Vec::new();
     }
@@ -267,5 +277,24 @@ pub fn probe_failed_handshakes(
         Roots::from_der(Vec::new(), &why)
     });
     tracing::debug!(probes = plan.len(), "certificate probe");
-    plan.run(|addr, sni, alpn| probe(addr, sni, alpn, &roots, opts.timeout))
+    let probes = plan.run(|addr, sni, alpn| probe(addr, sni, alpn, &roots, opts.timeout));
+    attach(&probes, &mut records);
+    probes
+}
+
+/// Adds each probe's certificate fact to the candidate records of its target.
+fn attach(probes: &[ProbeRecord], records: &mut [&mut ConnRecord]) {
+    let facts: BTreeMap<_, WireFact> = probes
+        .iter()
+        .filter_map(|p| Some((ProbePlan::key(p.addr, p.sni.as_deref()), p.wire_fact()?)))
+        .collect();
+    for rec in records.iter_mut() {
+        let key = candidate(rec).map(|c| ProbePlan::key(c.addr, c.sni.as_deref()));
+        let Some(fact) = key.and_then(|k| facts.get(&k)) else {
+            continue;
+        };
+        // Past the table's cap on wire facts if need be (one per record): the rules
+        // judge the handshake by it.
+        rec.wire.push(fact.clone());
+    }
 }

@@ -8,6 +8,7 @@ use analyzer::{
     recording::FilterConfig,
     report::Report,
     session::{self, SessionOptions},
+    tls_probe::ProbeOptions,
 };
 use serde_json::Value;
 
@@ -30,6 +31,24 @@ impl Session {
                 ..AttachOptions::default()
             },
             all: true,
+            ..SessionOptions::default()
+        })
+    }
+
+    /// [`Self::on_port`] with these certificate probe options (`--no-probe`, `--cacert`,
+    /// `--probe-timeout`).
+    pub fn on_port_with_probe(port: u16, backend: Backend, probe: ProbeOptions) -> Self {
+        Self::start(SessionOptions {
+            attach: AttachOptions {
+                filter: FilterConfig {
+                    ports: vec![port],
+                    ..FilterConfig::default()
+                },
+                backend,
+                ..AttachOptions::default()
+            },
+            all: true,
+            probe,
             ..SessionOptions::default()
         })
     }

@@ -280,3 +280,99 @@ fn an_h2c_exchange_is_tallied_from_its_streams() {
     assert!(t.incomplete);
     assert_eq!(t.requests, 5);
 }
+
+/// The client's encrypted alert of a TLS 1.3 handshake it gave up (a real rustls client
+/// rejecting the server's certificate), handed over as the syscall capture does: the
+/// client's flight, the server's, the client's alert.
+#[test]
+fn a_tls13_handshake_the_client_gave_up_ends_in_its_encrypted_alert() {
+    use crate::raw::tls::rustls_tests::tls13_transcript;
+    let alerts = |facts: &[WireFact]| -> Vec<WireFact> {
+        facts
+            .iter()
+            .filter(|f| matches!(f, WireFact::TlsEncryptedAlert { .. }))
+            .cloned()
+            .collect()
+    };
+    let (c2s, s2c) = tls13_transcript(false, false);
+    // The ClientHello is the first record; the rest is the alert (after the CCS).
+    let hello_len = 5 + usize::from(u16::from_be_bytes([c2s[3], c2s[4]]));
+    let (hello, alert) = c2s.split_at(hello_len);
+    let steps = [
+        (CLIENT, Chunk::Data(hello)),
+        (SERVER, Chunk::Data(&s2c)),
+        (CLIENT, Chunk::Data(alert)),
+    ];
+    let facts = inspect(&steps, false);
+    assert_eq!(
+        alerts(&facts),
+        [WireFact::TlsEncryptedAlert {
+            from_server: false,
+            len_bytes: 19,
+            after_handshake: false,
+        }],
+        "{facts:?}"
+    );
+    assert!(
+        WireFact::TlsEncryptedAlert {
+            from_server: false,
+            len_bytes: 19,
+            after_handshake: false,
+        }
+        .means_failure()
+    );
+    assert!(
+        facts
+            .iter()
+            .any(|f| matches!(f, WireFact::TlsServerHello { .. })),
+        "{facts:?}"
+    );
+    // Completed, the client's first encrypted record is its Finished: no such fact.
+    let (c2s, s2c) = tls13_transcript(true, false);
+    let facts = inspect(
+        &[(CLIENT, Chunk::Data(&c2s)), (SERVER, Chunk::Data(&s2c))],
+        true,
+    );
+    assert_eq!(alerts(&facts), [], "{facts:?}");
+}
+
+/// Hand-built: ClientHello, ServerHello, the client's ChangeCipherSpec and one
+/// application_data record of 19 bytes (an alert) or 53 (a Finished).
+#[test]
+fn the_clients_first_encrypted_record_is_an_alert_only_when_alert_sized() {
+    let record = |content_type: u8, body: &[u8]| {
+        let mut r = vec![content_type, 3, 3];
+        r.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    };
+    let (c2s, s2c) = crate::raw::tls::rustls_tests::tls13_transcript(true, false);
+    let hello_len = 5 + usize::from(u16::from_be_bytes([c2s[3], c2s[4]]));
+    let server_hello_len = 5 + usize::from(u16::from_be_bytes([s2c[3], s2c[4]]));
+    for (len, want) in [(19, 1), (53, 0)] {
+        let mut rest = record(20, &[1]);
+        rest.extend(record(23, &vec![0x5a; len]));
+        let facts = inspect(
+            &[
+                (CLIENT, Chunk::Data(&c2s[..hello_len])),
+                (SERVER, Chunk::Data(&s2c[..server_hello_len])),
+                (CLIENT, Chunk::Data(&rest)),
+            ],
+            false,
+        );
+        let n = facts
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f,
+                    WireFact::TlsEncryptedAlert {
+                        from_server: false,
+                        len_bytes: 19,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(n, want, "{len}-byte record: {facts:?}");
+    }
+}

@@ -19,6 +19,24 @@ pub enum TlsFact {
     EncryptedAfterServerHello {
         version: u16,
     },
+    /// The client's first encrypted record was the size of an alert, or the first after
+    /// its Finished was, and nothing longer followed: it gave the handshake up, or closed
+    /// right after it without a byte of application data. Told by size alone, and
+    /// reported when the direction ends ([`super::TlsObserver::finish`]). In TLS 1.3 an
+    /// alert is an application_data record of 2 bytes of alert, 1 byte of inner content
+    /// type and the AEAD tag (19 bytes with a 16-byte tag, RFC 8446 section 5.2), where
+    /// the client's Finished is 53 to 69 ([`super::FINISHED_RECORD_LEN_BYTES`]); in TLS
+    /// 1.2, an alert record after the ChangeCipherSpec. Only in a direction that sent a
+    /// ClientHello: the server's first encrypted record (EncryptedExtensions) can be as
+    /// short.
+    EncryptedAlert {
+        /// The record's length (its body, the 5-byte header not counted).
+        len_bytes: usize,
+        /// Its Finished went first: the handshake completed, and the client closed before
+        /// the server did (a client that checks the certificate's name only then, as
+        /// curl 7.x does, closes so).
+        after_handshake: bool,
+    },
     /// A handshake message longer than [`super::MAX_HANDSHAKE_LEN_BYTES`] was skipped, unread.
     HandshakeAbandoned {
         offset: u64,

@@ -451,6 +451,60 @@ fn tls13_untrusted_certificate_alert_is_encrypted() {
     assert!(client_obs.is_encrypted());
 }
 
+/// What a TLS 1.3 handshake with the default certificate (`serve_default_cert`) or an
+/// unknown CA (`!trust_ca`) put on the wire, each direction.
+pub(crate) fn tls13_transcript(trust_ca: bool, serve_default_cert: bool) -> (Vec<u8>, Vec<u8>) {
+    let t = run(
+        &pki(),
+        Setup {
+            versions: &[&rustls::version::TLS13],
+            trust_ca,
+            serve_default_cert,
+            client_alpn: &["h2"],
+        },
+    );
+    (t.c2s, t.s2c)
+}
+
+/// rustls, rejecting the certificate in TLS 1.3, sends one alert encrypted under the
+/// handshake keys after its compatibility ChangeCipherSpec: a 19-byte application_data
+/// record (2 bytes of alert, the inner content type, the AES-GCM tag), and nothing more.
+#[test]
+fn tls13_certificate_rejections_end_in_one_encrypted_alert() {
+    for (trust_ca, serve_default_cert) in [(false, false), (true, true)] {
+        let (c2s, s2c) = tls13_transcript(trust_ca, serve_default_cert);
+        let (mut facts, mut o) = observe(&c2s);
+        o.finish(&mut facts);
+        assert!(
+            matches!(
+                facts[..],
+                [
+                    TlsFact::ClientHello(_),
+                    TlsFact::EncryptedAlert {
+                        len_bytes: 19,
+                        after_handshake: false
+                    }
+                ]
+            ),
+            "trust_ca {trust_ca}, default cert {serve_default_cert}: {facts:?}"
+        );
+        assert_eq!(o.stats().change_cipher_spec_records, 1);
+        let (mut server_facts, mut server) = observe(&s2c);
+        server.finish(&mut server_facts);
+        assert!(
+            !server_facts
+                .iter()
+                .any(|f| matches!(f, TlsFact::EncryptedAlert { .. })),
+            "{server_facts:?}"
+        );
+    }
+    // A handshake that completes: the client's first encrypted record is its Finished.
+    let (c2s, _) = tls13_transcript(true, false);
+    let (mut facts, mut o) = observe(&c2s);
+    o.finish(&mut facts);
+    assert_eq!(facts.len(), 1, "{facts:?}");
+}
+
 #[test]
 fn no_common_alpn_alert_is_plaintext_in_tls12_only() {
     let pki = pki();

@@ -454,3 +454,146 @@ fn unparsable_certificate_keeps_its_fingerprint() {
     assert_eq!(c.sha256_hex().len(), 64);
     assert!(!c.is_valid_for("x.example"));
 }
+
+/// A TLS 1.3 client's bytes: its ClientHello, the compatibility ChangeCipherSpec (RFC 8446
+/// appendix D.4), then application_data records of these lengths.
+fn tls13_client(records: &[usize]) -> Vec<u8> {
+    let hello = handshake(CLIENT_HELLO, &client_hello_body("api.example.test"));
+    let mut bytes = record(HANDSHAKE, &hello);
+    bytes.extend(record(CHANGE_CIPHER_SPEC, &[1]));
+    for len in records {
+        bytes.extend(record(APPLICATION_DATA, &vec![0xa5; *len]));
+    }
+    bytes
+}
+
+/// What the direction shows once it ended.
+fn observe_to_the_end(bytes: &[u8]) -> Vec<TlsFact> {
+    let (mut facts, mut o) = observe(bytes);
+    o.finish(&mut facts);
+    facts
+}
+
+/// `(len_bytes, after_handshake)` of each encrypted alert reported.
+fn encrypted_alerts(facts: &[TlsFact]) -> Vec<(usize, bool)> {
+    facts
+        .iter()
+        .filter_map(|f| match f {
+            TlsFact::EncryptedAlert {
+                len_bytes,
+                after_handshake,
+            } => Some((*len_bytes, *after_handshake)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_giving_up_with_an_encrypted_alert_is_told_by_its_record_size() {
+    // 2 bytes of alert, the inner content type, a 16-byte tag.
+    let bytes = tls13_client(&[19]);
+    let (mut facts, mut o) = observe(&bytes);
+    assert!(
+        matches!(facts[..], [TlsFact::ClientHello(_)]),
+        "known only once nothing longer followed: {facts:?}"
+    );
+    assert_split_invariant(&bytes, &facts);
+    o.finish(&mut facts);
+    let fact = TlsFact::EncryptedAlert {
+        len_bytes: 19,
+        after_handshake: false,
+    };
+    assert_eq!(facts.last(), Some(&fact));
+    o.finish(&mut facts);
+    assert_eq!(encrypted_alerts(&facts), [(19, false)], "reported once");
+    // A second alert after the first (close_notify after the fatal one) changes nothing.
+    let twice = observe_to_the_end(&tls13_client(&[19, 19]));
+    assert_eq!(encrypted_alerts(&twice), [(19, false)]);
+    // Without the compatibility ChangeCipherSpec.
+    let hello = handshake(CLIENT_HELLO, &client_hello_body("api.example.test"));
+    let mut bare = record(HANDSHAKE, &hello);
+    bare.extend(record(APPLICATION_DATA, &[0; 19]));
+    assert_eq!(encrypted_alerts(&observe_to_the_end(&bare)), [(19, false)]);
+}
+
+#[test]
+fn a_client_closing_right_after_its_finished_is_told_apart() {
+    // Its Finished (SHA-384: 69 bytes), then only an alert: no byte of application data.
+    for finished in [53, 69] {
+        let facts = observe_to_the_end(&tls13_client(&[finished, 19]));
+        assert_eq!(encrypted_alerts(&facts), [(19, true)], "{finished}");
+    }
+    // After the server's FIN, the alert answers the server's close.
+    let bytes = tls13_client(&[53, 19]);
+    let (finished, alert) = bytes.split_at(bytes.len() - 24);
+    let mut o = TlsObserver::new();
+    let mut facts = Vec::new();
+    o.feed(finished, &mut facts);
+    o.peer_ended();
+    o.feed(alert, &mut facts);
+    o.finish(&mut facts);
+    assert_eq!(encrypted_alerts(&facts), [], "{facts:?}");
+}
+
+#[test]
+fn a_handshake_that_goes_on_is_no_encrypted_alert() {
+    for (records, why) in [
+        (
+            &[53][..],
+            "a Finished: 32 bytes of verify_data, its header, the type and the tag",
+        ),
+        (&[33], "longer than an alert"),
+        (&[25, 53], "an empty Certificate, then the Finished"),
+        (
+            &[53, 40, 19],
+            "a request after the Finished, then the alert",
+        ),
+        (&[70, 19], "a first record longer than a Finished"),
+        (&[], "nothing encrypted at all"),
+    ] {
+        let facts = observe_to_the_end(&tls13_client(records));
+        assert_eq!(encrypted_alerts(&facts), [], "{why}");
+    }
+}
+
+#[test]
+fn only_a_client_direction_reports_an_encrypted_alert() {
+    // The server's EncryptedExtensions can be as short as an alert.
+    let sh = server_hello_body([1; 32], &ext(43, &[3, 4]));
+    let mut bytes = record(HANDSHAKE, &handshake(SERVER_HELLO, &sh));
+    bytes.extend(record(CHANGE_CIPHER_SPEC, &[1]));
+    bytes.extend(record(APPLICATION_DATA, &[0xaa; 23]));
+    assert_eq!(encrypted_alerts(&observe_to_the_end(&bytes)), []);
+}
+
+#[test]
+fn tls12_encrypted_alerts_count_before_any_application_data() {
+    let hello = handshake(CLIENT_HELLO, &client_hello_body("api.example.test"));
+    let mut flight = record(HANDSHAKE, &hello);
+    flight.extend(record(HANDSHAKE, &handshake(16, &[0; 33]))); // ClientKeyExchange
+    flight.extend(record(CHANGE_CIPHER_SPEC, &[1]));
+    // An alert record after the ChangeCipherSpec, instead of the Finished.
+    let gave_up = [flight.clone(), record(ALERT, &[0x66; 26])].concat();
+    assert_eq!(
+        encrypted_alerts(&observe_to_the_end(&gave_up)),
+        [(26, false)]
+    );
+    // The Finished, then the alert and nothing else.
+    let closed = [
+        flight.clone(),
+        record(HANDSHAKE, &[0x55; 40]),
+        record(ALERT, &[0x66; 26]),
+    ]
+    .concat();
+    assert_eq!(encrypted_alerts(&observe_to_the_end(&closed)), [(26, true)]);
+    // The Finished first (an encrypted handshake record), then a short request and the
+    // closing alert: a completed handshake.
+    let done = [
+        flight,
+        record(HANDSHAKE, &[0x55; 40]),
+        record(APPLICATION_DATA, &[0x77; 30]),
+        record(ALERT, &[0x66; 26]),
+    ]
+    .concat();
+    assert_eq!(encrypted_alerts(&observe_to_the_end(&done)), []);
+}

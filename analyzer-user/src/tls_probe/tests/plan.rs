@@ -19,8 +19,20 @@ fn client(id: u64, server: SocketAddr, sni: &str) -> ConnRecord {
         WireFact::TlsEncrypted {
             version: "TLS 1.3".into(),
         },
+        WireFact::TlsEncryptedAlert {
+            from_server: false,
+            len_bytes: 19,
+            after_handshake: false,
+        },
     ];
     rec.facts.closed_first = Some(Closer::Local);
+    rec
+}
+
+/// `rec` without its encrypted alert: the client did not give up.
+fn without_alert(mut rec: ConnRecord) -> ConnRecord {
+    rec.wire
+        .retain(|f| !matches!(f, WireFact::TlsEncryptedAlert { .. }));
     rec
 }
 
@@ -29,27 +41,53 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 #[test]
-fn a_client_that_closes_after_the_server_hello_is_a_candidate() {
+fn a_client_that_gives_up_with_an_encrypted_alert_is_a_candidate() {
     let rec = client(1, addr(443), SNI);
+    assert!(rec.tls_handshake_abandoned());
     let c = candidate(&rec).unwrap();
-    assert_eq!(c.reason, ProbeReason::ClientClosedAfterServerHello);
+    assert_eq!(c.reason, ProbeReason::ClientEncryptedAlert);
     assert_eq!((c.addr, c.sni.as_deref()), (addr(443), Some(SNI)));
     assert_eq!(c.alpn, alpn());
 
+    // However the connection ended: the alert says the client gave up.
     let mut reset = client(2, addr(443), SNI);
-    reset.facts.closed_first = Some(Closer::LocalReset);
+    reset.facts.closed_first = Some(Closer::PeerReset);
     assert!(candidate(&reset).is_some());
+
+    // The handshake completed, then the alert and the client closing: curl's way.
+    let mut closed = client(3, addr(443), SNI);
+    for f in &mut closed.wire {
+        if let WireFact::TlsEncryptedAlert {
+            after_handshake, ..
+        } = f
+        {
+            *after_handshake = true;
+        }
+    }
+    assert_eq!(
+        candidate(&closed).unwrap().reason,
+        ProbeReason::ClientClosedAfterHandshake
+    );
 }
 
 #[test]
 fn what_is_not_a_candidate() {
-    let mut server_closed = client(1, addr(443), SNI);
-    server_closed.facts.closed_first = Some(Closer::Peer);
-    assert_eq!(candidate(&server_closed), None, "the server ended it");
+    let closed = without_alert(client(1, addr(443), SNI));
+    assert_eq!(candidate(&closed), None, "closed without an alert");
 
-    let mut open = client(2, addr(443), SNI);
-    open.facts.closed_first = None;
-    assert_eq!(candidate(&open), None, "not ended");
+    let mut not_about_the_cert = without_alert(client(2, addr(443), SNI));
+    not_about_the_cert.wire.push(WireFact::TlsAlert {
+        from_server: false,
+        fatal: true,
+        code: 70,
+        name: "protocol_version".into(),
+    });
+    assert!(not_about_the_cert.tls_handshake_abandoned());
+    assert_eq!(
+        candidate(&not_about_the_cert),
+        None,
+        "a plaintext alert before any certificate"
+    );
 
     let mut server_role = client(3, addr(443), SNI);
     server_role.role = Role::Server;
@@ -62,6 +100,13 @@ fn what_is_not_a_candidate() {
         ..HttpTally::default()
     }));
     assert_eq!(candidate(&requested), None, "application data went out");
+    let mut tallied = client(41, addr(443), SNI);
+    tallied.http = Some(HttpTally {
+        protocol: "h2".into(),
+        requests: 1,
+        ..HttpTally::default()
+    });
+    assert_eq!(candidate(&tallied), None, "a request went out");
 
     let mut plaintext_cert = client(5, addr(443), SNI);
     plaintext_cert.wire.push(WireFact::TlsCertificate {
@@ -73,6 +118,8 @@ fn what_is_not_a_candidate() {
         not_after_unix_s: 0,
         sni: Some(SNI.into()),
         matches_sni: Some(false),
+        probed_unix_s: None,
+        trusted: None,
     });
     assert_eq!(
         candidate(&plaintext_cert),
@@ -81,9 +128,12 @@ fn what_is_not_a_candidate() {
     );
 
     let mut no_hello = client(6, addr(443), SNI);
-    no_hello
-        .wire
-        .retain(|f| !matches!(f, WireFact::TlsServerHello { .. }));
+    no_hello.wire.retain(|f| {
+        !matches!(
+            f,
+            WireFact::TlsServerHello { .. } | WireFact::TlsEncrypted { .. }
+        )
+    });
     assert_eq!(candidate(&no_hello), None, "the server never answered");
 
     let mut no_tls = client(7, addr(443), SNI);
@@ -94,8 +144,12 @@ fn what_is_not_a_candidate() {
 #[test]
 fn a_client_alert_about_the_certificate_is_a_candidate() {
     let mut rec = client(1, addr(443), SNI);
-    rec.wire
-        .retain(|f| matches!(f, WireFact::TlsClientHello { .. }));
+    rec.wire.retain(|f| {
+        matches!(
+            f,
+            WireFact::TlsClientHello { .. } | WireFact::TlsServerHello { .. }
+        )
+    });
     rec.facts.closed_first = Some(Closer::Peer);
     rec.wire.push(WireFact::TlsAlert {
         from_server: false,
@@ -103,7 +157,10 @@ fn a_client_alert_about_the_certificate_is_a_candidate() {
         code: 48,
         name: "unknown_ca".into(),
     });
-    assert_eq!(candidate(&rec).unwrap().reason, ProbeReason::ClientAlert);
+    assert_eq!(
+        candidate(&rec).unwrap().reason,
+        ProbeReason::ClientCertificateAlert
+    );
 }
 
 #[test]
@@ -115,9 +172,7 @@ fn five_failed_connections_to_one_address_and_sni_make_one_probe() {
     };
     records.push(client(6, addr(443), "other.example.test"));
     records.push(client(7, addr(8443), SNI));
-    let mut not_candidate = client(8, addr(443), SNI);
-    not_candidate.facts.closed_first = Some(Closer::Peer);
-    records.push(not_candidate);
+    records.push(without_alert(client(8, addr(443), SNI)));
 
     let plan = ProbePlan::from_records(&records);
     assert_eq!(plan.len(), 3);
@@ -166,10 +221,9 @@ fn probe_failed_handshakes_makes_one_real_handshake_for_five_records() {
         timeout: TIMEOUT,
         ..ProbeOptions::default()
     };
-    let before = records.clone();
+    records.push(without_alert(client(6, server.addr, SNI)));
     let out = probe_failed_handshakes(&mut records, &opts);
     assert_eq!(server.finish(), 1, "one handshake");
-    assert_eq!(records, before, "records untouched");
     assert_eq!(out.len(), 1);
     let rec = &out[0];
     assert_eq!(rec.connections, 5);
@@ -185,6 +239,31 @@ fn probe_failed_handshakes_makes_one_real_handshake_for_five_records() {
     };
     assert_eq!(names, ["0f3a.traefik.default"]);
     assert_eq!((sni.as_deref(), matches_sni), (Some(SNI), Some(false)));
+    // Every candidate got the probe's fact, told apart from the wire's; the rest did not.
+    let fact = rec.wire_fact().unwrap();
+    let WireFact::TlsCertificate {
+        probed_unix_s,
+        trusted,
+        ..
+    } = &fact
+    else {
+        unreachable!()
+    };
+    assert!(probed_unix_s.is_some());
+    assert_eq!(*trusted, Some(true), "issued by the --cacert CA");
+    assert!(
+        !fact.means_failure(),
+        "the probe's evidence is no failure by itself"
+    );
+    for r in &records[..5] {
+        assert_eq!(r.wire.last(), Some(&fact), "{r:?}");
+        assert_eq!(candidate(r), None, "probed already");
+    }
+    assert!(!records[5].wire.contains(&fact));
+    assert!(
+        probe_failed_handshakes(&mut records, &opts).is_empty(),
+        "nothing left to probe"
+    );
 
     let off = ProbeOptions {
         enabled: false,
