@@ -9,6 +9,6 @@ pub mod decode;
 pub(crate) mod kernel_names;
 pub mod probe;
 pub mod syscalls;
-pub mod tls_probes;
 mod tcp_sock;
+pub mod tls_probes;
 pub mod tracefs;

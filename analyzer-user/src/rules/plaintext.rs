@@ -4,8 +4,7 @@
 use super::{
     Case, Confidence, Evidence, Level, Verdict,
     answer::{EMPTY_REPLY_HINT, NO_ANSWER_HINT},
-    conn_label,
-    ms,
+    conn_label, ms,
     tcp::{IDLE_RACE_HINT, PEER_FIN_HINT},
 };
 use crate::{
@@ -77,9 +76,7 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
     // A TLS client that sent a close_notify or an alert before the server closed was
     // ending the connection itself, whoever's FIN came first.
     let closer = match (f.closed_first?, t.client_tls_close_unix_ns) {
-        (Closer::Peer, Some(tc)) if f.peer_fin_unix_ns.is_some_and(|fin| tc < fin) => {
-            Closer::Local
-        }
+        (Closer::Peer, Some(tc)) if f.peer_fin_unix_ns.is_some_and(|fin| tc < fin) => Closer::Local,
         (c, _) => c,
     };
     let (cause, title, ts, end) = match (closer, nothing_back) {
