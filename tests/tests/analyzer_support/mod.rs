@@ -113,3 +113,30 @@ pub fn curl(args: &[&str]) -> Option<i32> {
 pub fn text(v: &Value) -> String {
     v.to_string()
 }
+
+impl Session {
+    /// Starts a session recording every port of `ports` (at most 16) with `backend`,
+    /// also probing the Go binaries `tls_exes` (`--tls-exe`), with these certificate
+    /// probe options; returns once it is attached.
+    pub fn on_ports(
+        ports: Vec<u16>,
+        backend: Backend,
+        tls_exes: Vec<std::path::PathBuf>,
+        probe: ProbeOptions,
+    ) -> Self {
+        Self::start(SessionOptions {
+            attach: AttachOptions {
+                filter: FilterConfig {
+                    ports,
+                    ..FilterConfig::default()
+                },
+                backend,
+                tls_exes,
+                ..AttachOptions::default()
+            },
+            all: true,
+            probe,
+            ..SessionOptions::default()
+        })
+    }
+}
