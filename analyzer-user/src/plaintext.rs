@@ -85,6 +85,13 @@ impl Plaintext {
     pub fn kernel(&mut self, ev: &KernelEvent, out: &mut Vec<Observed>) {
         match ev.event {
             EventKind::StateChange => {
+                // A new connection at this address: the old one's destroy was not seen.
+                if ev.new_state == Some(TcpState::SynSent)
+                    && let Some(c) = self.conns.remove(&ev.skaddr)
+                {
+                    let ts = c.last_unix_ns;
+                    finish(ev.skaddr, c, ts, out);
+                }
                 // The peer's FIN: a response delimited by the close is complete (the
                 // reads of the bytes before it may still be on their way).
                 if matches!(

@@ -310,7 +310,14 @@ fn try_record(ctx: &TracePointContext, kind: EventKind) -> Result<(), i32> {
                 count(StatSlot::Filtered);
                 return Ok(());
             }
-            if skaddr != 0 && TRACKED.insert(skaddr, TRACKED_ANY, 0).is_err() {
+            // Only a full socket is tracked: it ends in tcp_destroy_sock, which forgets
+            // it. A reset sent may come from a time-wait or request socket, whose memory
+            // is freed without that event: tracking it would let a later socket at the
+            // same address pass whatever its ports.
+            if skaddr != 0
+                && !matches!(kind, EventKind::SendReset)
+                && TRACKED.insert(skaddr, TRACKED_ANY, 0).is_err()
+            {
                 count(StatSlot::TrackFull);
             }
         }

@@ -544,10 +544,13 @@ impl Inspector {
             ..HttpTally::default()
         };
         // RFC 9113 section 5.1.1: client-initiated streams have odd ids.
-        for req in client
-            .streams()
-            .filter(|v| v.stream_id % 2 == 1 && v.headers_frames > 0)
-        {
+        // Streams above a graceful GOAWAY's last_stream_id were never processed: a
+        // client retries them on another connection (RFC 9113 section 6.8); they are
+        // not this connection's requests.
+        let refused = server.and_then(H2cObserver::graceful_goaway);
+        for req in client.streams().filter(|v| {
+            v.stream_id % 2 == 1 && v.headers_frames > 0 && refused.is_none_or(|l| v.stream_id <= l)
+        }) {
             t.requests = t.requests.saturating_add(1);
             let Some(server) = server else { continue };
             let answer = server.stream(req.stream_id);
@@ -562,13 +565,15 @@ impl Inspector {
                 Some(StreamView {
                     reset: Some(code), ..
                 }) => *t.streams_reset.entry(code.to_string()).or_default() += 1,
-                // The client reset it before the answer ended: it gave up waiting.
-                _ if req.reset.is_some() => t.client_cancelled += 1,
+                // The client reset it before any answer: it gave up waiting. (An answer
+                // begun and then cut is judged by who cut it, below.)
+                None if req.reset.is_some() => t.client_cancelled += 1,
                 Some(_) => t.cut_mid_answer += 1,
                 None => t.unanswered += 1,
             }
         }
-        (t.requests > 0).then_some(t)
+        // Even with no request: the connection was HTTP/2, and nothing of it failed.
+        Some(t)
     }
 }
 

@@ -151,9 +151,17 @@ struct State {
     stats: H2cStats,
     /// Server direction: the HPACK decoder reading statuses.
     statuses: Option<StatusReader>,
+    /// The last_stream_id of the first graceful GOAWAY (NO_ERROR) this direction sent.
+    graceful_goaway: Option<u32>,
 }
 
 impl H2cObserver {
+    /// The last_stream_id of the first GOAWAY NO_ERROR this direction sent: streams
+    /// above it were never processed and a client retries them elsewhere.
+    pub fn graceful_goaway(&self) -> Option<u32> {
+        self.state.graceful_goaway
+    }
+
     pub fn new(dir: H2cDirection) -> Self {
         let client = dir == H2cDirection::ClientToServer;
         // The largest frame size the length field allows: the peer may have raised
@@ -383,6 +391,9 @@ impl State {
                 debug_len,
             } => {
                 s.goaway_frames += 1;
+                if code == ErrorCode::NO_ERROR {
+                    self.graceful_goaway.get_or_insert(last_stream_id);
+                }
                 let debug = debug.get(..GOAWAY_DEBUG_KEPT_BYTES).unwrap_or(debug);
                 let fact = H2cFact::GoAway {
                     last_stream_id,

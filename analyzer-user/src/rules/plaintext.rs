@@ -67,6 +67,7 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
     // written into a connection the server had already closed.
     if let (Some(fin), Some(sent)) = (f.peer_fin_unix_ns, t.last_request_unix_ns)
         && t.unanswered > 0
+        && t.answered > 0
         && sent > fin + skew
     {
         return Some(idle_race(k, t, fin, sent));

@@ -277,6 +277,15 @@ pub struct ConnRecord {
     rst_pending: bool,
 }
 
+/// How a client gave a TLS handshake up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GiveUp {
+    /// An alert instead of its Finished (or a fatal plaintext alert).
+    BeforeFinished,
+    /// An alert-sized record right after its Finished, before the server closed.
+    AfterHandshake,
+}
+
 /// Wire facts kept per connection.
 pub const MAX_WIRE_FACTS: usize = 16;
 
@@ -381,9 +390,11 @@ impl ConnRecord {
     /// The HTTP tally, when it covers the whole connection: requests seen, no bytes
     /// missing from the capture.
     pub fn complete_http(&self) -> Option<&HttpTally> {
+        // An HTTP/2 connection that carried no request (a pooled connection never used)
+        // is complete too: nothing of it failed.
         self.http
             .as_ref()
-            .filter(|t| t.requests > 0 && !t.incomplete)
+            .filter(|t| !t.incomplete && (t.requests > 0 || t.protocol != "http/1.1"))
     }
 
     /// All its requests were answered with success statuses, yet TCP shows an abnormal
@@ -404,15 +415,42 @@ impl ConnRecord {
     /// server closed (curl 7.x checks the certificate's name only then). The usual
     /// reason is a certificate the client does not accept, which TLS 1.3 hides from the
     /// wire (the `tls_probe` module looks for itself). A failure ([`Self::is_failed`]).
+    ///
+    /// An alert right after a completed handshake is also how a client closes a pooled
+    /// connection it never used (a close_notify is just as long), so that shape counts
+    /// only when the certificate probe found a fault the client must have refused: a
+    /// name that does not match, or dates out of range. Without it, it is
+    /// [`Self::tls_handshake_maybe_abandoned`] only: kept for the probe, never a failure.
     pub fn tls_handshake_abandoned(&self) -> bool {
-        if self.role != Role::Client || self.http.as_ref().is_some_and(|t| t.requests > 0) {
-            return false;
+        match self.tls_give_up() {
+            Some(GiveUp::BeforeFinished) => true,
+            Some(GiveUp::AfterHandshake) => self.probed_cert_fault(),
+            None => false,
         }
-        let (mut hello, mut answered, mut gave_up) = (false, false, false);
+    }
+
+    /// The client may have given the handshake up (see [`Self::tls_handshake_abandoned`]):
+    /// what the certificate probe looks into.
+    pub fn tls_handshake_maybe_abandoned(&self) -> bool {
+        self.tls_give_up().is_some()
+    }
+
+    fn tls_give_up(&self) -> Option<GiveUp> {
+        if self.role != Role::Client || self.http.as_ref().is_some_and(|t| t.requests > 0) {
+            return None;
+        }
+        let (mut hello, mut answered, mut gave_up) = (false, false, None);
         for f in &self.wire {
             match f {
                 WireFact::TlsClientHello { .. } => hello = true,
                 WireFact::TlsServerHello { .. } | WireFact::TlsEncrypted { .. } => answered = true,
+                WireFact::TlsEncryptedAlert {
+                    from_server: false,
+                    after_handshake: true,
+                    ..
+                } => {
+                    gave_up.get_or_insert(GiveUp::AfterHandshake);
+                }
                 WireFact::TlsEncryptedAlert {
                     from_server: false, ..
                 }
@@ -420,12 +458,27 @@ impl ConnRecord {
                     from_server: false,
                     fatal: true,
                     ..
-                } => gave_up = true,
-                WireFact::Http(t) if t.requests > 0 => return false,
+                } => gave_up = Some(GiveUp::BeforeFinished),
+                WireFact::Http(t) if t.requests > 0 => return None,
                 _ => {}
             }
         }
-        hello && answered && gave_up
+        gave_up.filter(|_| hello && answered)
+    }
+
+    /// The certificate probe found a certificate the client could not have accepted
+    /// whatever its roots: not valid for the SNI, or outside its dates.
+    fn probed_cert_fault(&self) -> bool {
+        self.wire.iter().any(|f| match f {
+            WireFact::TlsCertificate {
+                probed_unix_s: Some(at),
+                matches_sni,
+                not_before_unix_s,
+                not_after_unix_s,
+                ..
+            } => *matches_sni == Some(false) || at < not_before_unix_s || at > not_after_unix_s,
+            _ => false,
+        })
     }
 
     /// A client connection that carried data out and none back before it closed: the
@@ -471,6 +524,7 @@ impl ConnRecord {
     pub fn is_notable(&self) -> bool {
         let f = &self.facts;
         self.is_failed()
+            || self.tls_handshake_maybe_abandoned()
             || f.rst_received > 0
             || f.rst_sent > 0
             || f.errno.is_some()

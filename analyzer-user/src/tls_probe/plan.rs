@@ -2,7 +2,7 @@
 //! SNI), and the command-line options of the probe.
 //!
 //! A candidate is a TLS handshake its client gave up
-//! ([`ConnRecord::tls_handshake_abandoned`]: the server answered its ClientHello, the
+//! ([`ConnRecord::tls_handshake_maybe_abandoned`]: the server answered its ClientHello, the
 //! client sent an alert, no request went out), with no certificate seen in plaintext
 //! (TLS 1.2's is judged on the wire already), and an alert that may be about the
 //! certificate: an encrypted one (TLS 1.3 hides which; in place of the client's
@@ -88,7 +88,7 @@ const CERT_ALERTS: [u8; 6] = [42, 43, 44, 45, 46, 48];
 
 /// Whether `rec` is worth a probe, and with what (see the module doc).
 pub fn candidate(rec: &ConnRecord) -> Option<Candidate> {
-    if !rec.tls_handshake_abandoned() {
+    if !rec.tls_handshake_maybe_abandoned() {
         return None;
     }
     let addr = rec.remote?;
