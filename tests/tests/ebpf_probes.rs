@@ -43,9 +43,25 @@ impl Capture {
             rep.missing.is_empty(),
             "every tracepoint exists on this kernel: {rep:?}"
         );
-        assert_eq!(
-            rep.attached.len(),
-            analyzer::ebpf::probe::TRACEPOINTS.len() + 2 * analyzer::ebpf::syscalls::CALLS.len(),
+        // The seven TCP tracepoints, the plaintext capture's sixteen syscall ones, the
+        // exec watch, and the system libssl's uprobes.
+        let want = analyzer::ebpf::probe::TRACEPOINTS
+            .iter()
+            .map(|t| t.full_name())
+            .chain(analyzer::ebpf::syscalls::CALLS.iter().flat_map(|c| {
+                [
+                    format!("syscalls:sys_enter_{c}"),
+                    format!("syscalls:sys_exit_{c}"),
+                ]
+            }))
+            .chain(["sched:sched_process_exec".to_owned()]);
+        for w in want {
+            assert!(rep.attached.contains(&w), "{w} attached: {rep:?}");
+        }
+        assert!(
+            rep.attached
+                .iter()
+                .any(|a| a.starts_with("uprobe:") && a.ends_with(":SSL_read")),
             "{rep:?}"
         );
         let reader = probes.take_reader().unwrap();
@@ -530,7 +546,7 @@ fn a_client_sockets_reads_and_writes_are_captured_and_nothing_else() {
     assert!(d.iter().all(|x| x.pid == std::process::id()), "{d:#?}");
     let sent: Vec<&Captured> = d.iter().filter(|x| x.sent).collect();
     assert_eq!(sent[0].data, b"POST / HTTP/1.1\r\n");
-    assert_eq!(sent[0].total_len, 18);
+    assert_eq!(sent[0].total_len, 17);
     // writev: the first buffer's first DATA_CAP bytes, and the call's whole length.
     assert_eq!(sent[1].data.len(), analyzer_common::DATA_CAP);
     assert!(sent[1].data.iter().all(|b| *b == b'x'));
