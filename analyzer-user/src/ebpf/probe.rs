@@ -20,7 +20,6 @@ use analyzer_common::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
 };
 use serde::Serialize;
 use tokio::io::{Interest, unix::AsyncFd};
@@ -30,7 +29,7 @@ use super::{
     kernel_names::KernelNames,
     syscalls, tcp_sock,
     tls_probes::{self, TlsProbeOptions},
-    tracefs::Format,
+    tracefs::{Format, attach_tracepoint},
 };
 
 /// The running kernel's BTF.
@@ -176,7 +175,7 @@ impl Probes {
             if report.missing.iter().any(|m| m.tracepoint == full) {
                 continue;
             }
-            match attach_one(&mut ebpf, tp) {
+            match attach_tracepoint(&mut ebpf, tp.program, tp.group, tp.name) {
                 Ok(()) => report.attached.push(full),
                 Err(e) => report.missing.push(Missing {
                     tracepoint: full,
@@ -338,31 +337,6 @@ fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
         kind: "map",
         name: name.to_owned(),
     })
-}
-
-fn attach_one(ebpf: &mut Ebpf, tp: &Tracepoint) -> Result<(), Error> {
-    let full = tp.full_name();
-    let prog: &mut TracePoint = ebpf
-        .program_mut(tp.program)
-        .ok_or_else(|| Error::MissingObject {
-            kind: "program",
-            name: tp.program.to_owned(),
-        })?
-        .try_into()
-        .map_err(|source| Error::Program {
-            what: format!("program {} is not a tracepoint", tp.program),
-            source,
-        })?;
-    prog.load().map_err(|source| Error::Program {
-        what: format!("load program {} (verifier)", tp.program),
-        source,
-    })?;
-    prog.attach(tp.group, tp.name)
-        .map_err(|source| Error::Program {
-            what: format!("attach {full}"),
-            source,
-        })?;
-    Ok(())
 }
 
 /// Where the fields of `tp` sit on this kernel, from its format file. Fields are found

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use analyzer_common::FdLayout;
-use aya::{Ebpf, programs::TracePoint};
+use aya::Ebpf;
 
-use super::tracefs::Format;
+use super::tracefs::{Format, attach_tracepoint};
 use crate::{
     error::{Error, error_chain},
     recording::{AttachReport, Missing},
@@ -162,8 +162,8 @@ pub fn attach(ebpf: &mut Ebpf, tracefs: &Path, report: &mut AttachReport) {
         let checked = check_field(tracefs, &enter, "fd", FD_OFFSET)
             .and_then(|()| check_field(tracefs, &enter, buf_field(call), BUF_OFFSET))
             .and_then(|()| check_field(tracefs, &exit, "ret", RET_OFFSET))
-            .and_then(|()| attach_one(ebpf, &exit))
-            .and_then(|()| attach_one(ebpf, &enter));
+            .and_then(|()| attach_tracepoint(ebpf, &exit, "syscalls", &exit))
+            .and_then(|()| attach_tracepoint(ebpf, &enter, "syscalls", &enter));
         match checked {
             Ok(()) => {
                 report.attached.push(format!("syscalls:{enter}"));
@@ -175,30 +175,6 @@ pub fn attach(ebpf: &mut Ebpf, tracefs: &Path, report: &mut AttachReport) {
             }),
         }
     }
-}
-
-fn attach_one(ebpf: &mut Ebpf, name: &str) -> Result<(), Error> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| Error::MissingObject {
-            kind: "program",
-            name: name.to_owned(),
-        })?
-        .try_into()
-        .map_err(|source| Error::Program {
-            what: format!("program {name} is not a tracepoint"),
-            source,
-        })?;
-    prog.load().map_err(|source| Error::Program {
-        what: format!("load program {name} (verifier)"),
-        source,
-    })?;
-    prog.attach("syscalls", name)
-        .map_err(|source| Error::Program {
-            what: format!("attach syscalls:{name}"),
-            source,
-        })?;
-    Ok(())
 }
 
 #[cfg(test)]

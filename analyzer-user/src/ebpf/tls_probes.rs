@@ -13,10 +13,10 @@ use std::{
 use analyzer_common::ExecLayout;
 use aya::{
     Ebpf,
-    programs::{TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{UProbe, uprobe::UProbeScope},
 };
 
-use super::tracefs::Format;
+use super::tracefs::{Format, attach_tracepoint};
 
 use crate::{
     error::{Error, error_chain},
@@ -48,29 +48,7 @@ pub fn exec_layout(tracefs: &Path) -> Result<ExecLayout, Error> {
 
 /// Attaches the exec watch (`sched:sched_process_exec`).
 pub fn attach_exec(ebpf: &mut Ebpf, report: &mut AttachReport) {
-    let r = (|| -> Result<(), Error> {
-        let p: &mut TracePoint = ebpf
-            .program_mut("sched_process_exec")
-            .ok_or_else(|| Error::MissingObject {
-                kind: "program",
-                name: "sched_process_exec".into(),
-            })?
-            .try_into()
-            .map_err(|source| Error::Program {
-                what: "program sched_process_exec is not a tracepoint".into(),
-                source,
-            })?;
-        p.load().map_err(|source| Error::Program {
-            what: "load program sched_process_exec (verifier)".into(),
-            source,
-        })?;
-        p.attach("sched", "sched_process_exec")
-            .map_err(|source| Error::Program {
-                what: "attach sched:sched_process_exec".into(),
-                source,
-            })?;
-        Ok(())
-    })();
+    let r = attach_tracepoint(ebpf, "sched_process_exec", "sched", "sched_process_exec");
     match r {
         Ok(()) => report.attached.push("sched:sched_process_exec".into()),
         Err(e) => report.missing.push(Missing {

@@ -9,6 +9,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use aya::{Ebpf, programs::TracePoint};
+
 use crate::error::Error;
 
 /// Where tracefs is normally mounted.
@@ -213,6 +215,35 @@ fn field_name(decl: &str) -> Option<&str> {
     let last = decl.split_whitespace().last()?;
     let name = last.split('[').next()?.trim_start_matches('*');
     (!name.is_empty()).then_some(name)
+}
+
+/// Loads the tracepoint program `program` and attaches it to `group:name`.
+pub(crate) fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    group: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| Error::MissingObject {
+            kind: "program",
+            name: program.to_owned(),
+        })?
+        .try_into()
+        .map_err(|source| Error::Program {
+            what: format!("program {program} is not a tracepoint"),
+            source,
+        })?;
+    prog.load().map_err(|source| Error::Program {
+        what: format!("load program {program} (verifier)"),
+        source,
+    })?;
+    prog.attach(group, name).map_err(|source| Error::Program {
+        what: format!("attach {group}:{name}"),
+        source,
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
