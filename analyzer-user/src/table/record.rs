@@ -391,10 +391,15 @@ impl ConnRecord {
     /// missing from the capture.
     pub fn complete_http(&self) -> Option<&HttpTally> {
         // An HTTP/2 connection that carried no request (a pooled connection never used)
-        // is complete too: nothing of it failed.
-        self.http
-            .as_ref()
-            .filter(|t| !t.incomplete && (t.requests > 0 || t.protocol != "http/1.1"))
+        // is complete too: nothing of it failed. Unless the wire shows the server refusing
+        // it (a GOAWAY with an error code, a reset stream): then the client's request never
+        // made it out (curl writing into the server's GOAWAY and close fails with EPIPE),
+        // and TCP and the wire facts judge the connection.
+        self.http.as_ref().filter(|t| {
+            !t.incomplete
+                && (t.requests > 0
+                    || (t.protocol != "http/1.1" && !self.wire.iter().any(WireFact::means_failure)))
+        })
     }
 
     /// All its requests were answered with success statuses, yet TCP shows an abnormal

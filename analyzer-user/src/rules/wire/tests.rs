@@ -305,3 +305,44 @@ fn a_probe_fact_alone_is_no_failure_and_no_verdict() {
     assert!(!fx.kernel.as_ref().unwrap().is_failed());
     assert_eq!(tls_from_wire(&fx.case()), None);
 }
+
+/// An HTTP/2 connection with no request on it is no failure (a pooled connection never
+/// used), unless the server refused it: curl writing its request into the server's
+/// GOAWAY ENHANCE_YOUR_CALM and close fails on the write, so no stream ever shows.
+#[test]
+fn a_connection_refused_by_goaway_before_any_stream_is_a_failure() {
+    let no_request = || {
+        let mut fx = Fx::kernel(&peer_fin(1, 7, 0, 5));
+        let k = fx.kernel.as_mut().unwrap();
+        k.http = Some(crate::event::wire_fact::HttpTally {
+            protocol: "h2c".into(),
+            ..Default::default()
+        });
+        fx
+    };
+    let mut goaway = |code: &str| {
+        let mut fx = no_request();
+        fx.kernel.as_mut().unwrap().wire.push(WireFact::H2Goaway {
+            from_server: true,
+            code: code.into(),
+            last_stream_id: 0,
+            debug: String::new(),
+            streams_in_flight: 0,
+            streams_unprocessed: 0,
+        });
+        fx
+    };
+    let unused = no_request();
+    assert!(!unused.kernel.as_ref().unwrap().is_failed());
+    let drained = goaway("NO_ERROR");
+    assert!(!drained.kernel.as_ref().unwrap().is_failed());
+    let refused = goaway("ENHANCE_YOUR_CALM");
+    let k = refused.kernel.as_ref().unwrap();
+    assert!(k.complete_http().is_none() && k.is_failed(), "{k:?}");
+    let (i, v) = attribute(&refused.case());
+    assert_eq!(
+        (RULES[i].0, v.cause),
+        ("h2_from_wire", "h2_goaway_enhance_your_calm"),
+        "{v:?}"
+    );
+}
