@@ -320,7 +320,7 @@ fn a_connection_refused_by_goaway_before_any_stream_is_a_failure() {
         });
         fx
     };
-    let mut goaway = |code: &str| {
+    let goaway = |code: &str| {
         let mut fx = no_request();
         fx.kernel.as_mut().unwrap().wire.push(WireFact::H2Goaway {
             from_server: true,
