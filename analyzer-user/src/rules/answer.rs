@@ -174,6 +174,30 @@ mod tests {
         );
     }
 
+    /// A TLS dial the client dropped right after its ClientHello (Go's spare dial) is
+    /// no failure; the same ClientHello left unanswered until a timeout is one.
+    #[test]
+    fn a_dial_dropped_at_its_hello_is_no_failure_but_a_wait_given_up_is() {
+        let hello = || crate::event::wire_fact::WireFact::TlsClientHello {
+            sni: Some("api.example.test".into()),
+            alpn: vec!["h2".into()],
+        };
+        let mut dropped = Fx::kernel(&client_closes(3));
+        dropped.kernel.as_mut().unwrap().wire.push(hello());
+        let k = dropped.kernel.as_ref().unwrap();
+        assert!(k.dial_dropped_at_hello() && !k.is_failed(), "{k:?}");
+        assert!(request_unanswered(&dropped.case()).is_none());
+        let mut waited = Fx::kernel(&client_closes(2_000));
+        waited.kernel.as_mut().unwrap().wire.push(hello());
+        assert!(!waited.kernel.as_ref().unwrap().dial_dropped_at_hello());
+        let (_, v) = attribute(&waited.case());
+        assert_eq!(v.cause, "no_answer_client_gave_up", "{v:?}");
+        // Without the ClientHello on record (a cleartext request), a quick close is
+        // still a request given up: nothing says it was only a dial.
+        let quick = Fx::kernel(&client_closes(3));
+        assert!(quick.kernel.as_ref().unwrap().is_failed());
+    }
+
     #[test]
     fn answered_connections_loadgen_verdicts_and_missing_counters_are_left_alone() {
         // An answer came back: a clean close, not a failure.

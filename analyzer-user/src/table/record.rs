@@ -16,6 +16,12 @@ use crate::{
     names::TcpState,
 };
 
+/// How soon after establishment a client's close of a connection that sent only its
+/// TLS ClientHello counts as a dropped dial rather than a wait given up
+/// ([`ConnRecord::dial_dropped_at_hello`]). Clients' own timeouts are far longer (curl's
+/// `-m`, k6's 60 s, vegeta's 30 s).
+pub const DIAL_DROP_MAX_NS: u64 = 100_000_000;
+
 /// How a failure or a kernel record was joined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -491,14 +497,39 @@ impl ConnRecord {
     /// (`data_segs_out` > 0) and none received (`data_segs_in` 0). Returns who closed and
     /// the counters. Whatever the protocol, a server that takes a request (or a TLS
     /// ClientHello, or an HTTP/2 preface) and answers nothing has failed it.
+    ///
+    /// Not when the client itself dropped a TLS dial right after its ClientHello
+    /// ([`Self::dial_dropped_at_hello`]): nobody waited for that answer.
     pub fn request_unanswered(&self) -> Option<(Closer, TcpCounts)> {
         let f = &self.facts;
         let c = f.tcp_at_close?;
         (self.role == Role::Client
             && f.established_unix_ns.is_some()
             && c.data_segs_out > 0
-            && c.data_segs_in == 0)
-            .then_some((f.closed_first?, c))
+            && c.data_segs_in == 0
+            && !self.dial_dropped_at_hello())
+        .then_some((f.closed_first?, c))
+    }
+
+    /// The client closed (FIN) a connection within [`DIAL_DROP_MAX_NS`] of its
+    /// establishment with only a TLS ClientHello sent and nothing received: a dial it no
+    /// longer needed (Go's HTTP/2 transport drops a spare dial once another connection
+    /// serves its request), not a server that failed to answer; no client timeout is
+    /// that short.
+    pub fn dial_dropped_at_hello(&self) -> bool {
+        let f = &self.facts;
+        let (Some(open), Some(fin)) = (f.established_unix_ns, f.local_fin_unix_ns) else {
+            return false;
+        };
+        self.role == Role::Client
+            && f.closed_first == Some(Closer::Local)
+            && fin.saturating_sub(open) < DIAL_DROP_MAX_NS
+            && f.tcp_at_close.is_some_and(|c| c.data_segs_in == 0)
+            && self
+                .wire
+                .iter()
+                .any(|w| matches!(w, WireFact::TlsClientHello { .. }))
+            && self.http.as_ref().is_none_or(|t| t.requests == 0)
     }
 
     /// SYN sent, never established, no RST: the SYN went unanswered (retransmitted, or
