@@ -55,6 +55,8 @@ struct Conn {
     /// When the client last wrote on the socket, and last wrote plaintext inside TLS.
     last_write_unix_ns: Option<u64>,
     last_plain_write_unix_ns: Option<u64>,
+    /// What the client's reads on the socket returned, in all.
+    bytes_read: u64,
 }
 
 /// Reads the captured calls of every tracked client socket.
@@ -154,6 +156,7 @@ impl Plaintext {
                     last_unix_ns: d.ts_unix_ns,
                     last_write_unix_ns: None,
                     last_plain_write_unix_ns: None,
+                    bytes_read: 0,
                 },
             );
         }
@@ -161,13 +164,13 @@ impl Plaintext {
             return;
         };
         c.last_unix_ns = d.ts_unix_ns;
-        if d.sent {
-            match d.source {
-                DataSource::Syscall => c.last_write_unix_ns = Some(d.ts_unix_ns),
-                DataSource::OpenSsl | DataSource::GoTls => {
-                    c.last_plain_write_unix_ns = Some(d.ts_unix_ns);
-                }
+        match (d.sent, d.source) {
+            (true, DataSource::Syscall) => c.last_write_unix_ns = Some(d.ts_unix_ns),
+            (true, DataSource::OpenSsl | DataSource::GoTls) => {
+                c.last_plain_write_unix_ns = Some(d.ts_unix_ns);
             }
+            (false, DataSource::Syscall) => c.bytes_read += d.total_len,
+            (false, _) => {}
         }
         let (skaddr, client, server, ts) = (d.skaddr, c.client, c.server, d.ts_unix_ns);
         let mut emit = |fact: WireFact| {
@@ -210,6 +213,7 @@ fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
     let (client, server) = (c.client, c.server);
     let tls = c.inner.is_some();
     let (last_write, last_plain) = (c.last_write_unix_ns, c.last_plain_write_unix_ns);
+    let bytes_read = c.bytes_read;
     let mut emit = |fact| {
         // When the client last wrote a request, and whether it then wrote a TLS record
         // of no plaintext (a close_notify or an alert: it was closing).
@@ -220,6 +224,7 @@ fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
                     (Some(p), Some(w)) if tls && w > p => Some(w),
                     _ => None,
                 };
+                t.bytes_read = Some(bytes_read);
                 WireFact::Http(t)
             }
             other => other,

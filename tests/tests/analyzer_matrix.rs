@@ -125,6 +125,9 @@ enum Expect {
     Unknown,
     /// The top cause: `id`, or `id/detail` to check its detail too.
     Cause(&'static str),
+    /// [`Expect::Cause`], or unknown (no cause, failures unattributed) when the client
+    /// never read what would tell: the run decides which.
+    CauseOrUnknown(&'static str),
 }
 
 /// The count of the top cause.
@@ -143,6 +146,10 @@ const ONE: Count = Count::Exactly(1);
 
 const fn cause(id: &'static str) -> Expect {
     Expect::Cause(id)
+}
+
+const fn cause_or_unknown(id: &'static str) -> Expect {
+    Expect::CauseOrUnknown(id)
 }
 
 /// One cell of the matrix.
@@ -232,8 +239,7 @@ const ROWS: &[Row] = &[
     r("wrong-cert",                        CurlH2Tls, Ebpf, cause("tls_cert_mismatch"),                        PER_REQ, "TLS 1.3: the active probe sees the name"),
     r("untrusted-cert",                    CurlH2Tls, Ebpf, cause("tls_cert_untrusted"),                       PER_REQ, "TLS 1.3: the active probe sees the issuer"),
     r("expired-cert",                      CurlH2Tls, Ebpf, cause("tls_cert_expired"),                         PER_REQ, "TLS 1.3: the active probe sees the dates"),
-    r("goaway:ENHANCE_YOUR_CALM:after=0",  CurlH2Tls, Ebpf, cause("h2_goaway_enhance_your_calm"),              ANY,     "curl may write its request into the server's GOAWAY and close (EPIPE) and never read the GOAWAY: unknown is right for that connection; it was never idle")
-        .wrong("`idle_race` for such a connection in some runs"),
+    r("goaway:ENHANCE_YOUR_CALM:after=0",  CurlH2Tls, Ebpf, cause_or_unknown("h2_goaway_enhance_your_calm"),   ANY,     "curl may write its request into the server's GOAWAY and close (EPIPE) and never read the GOAWAY: that connection is unknown (the server's bytes unread), not a server close"),
     r("goaway-on-concurrency:1",           CurlH2Tls, Ebpf, NONE,                                              ANY,     "one stream at a time"),
     r("rst-stream:INTERNAL_ERROR",         CurlH2Tls, Ebpf, cause("h2_rst_stream/INTERNAL_ERROR"),             PER_REQ, "every stream reset"),
     r("rst:after=0",                       CurlH2Tls, Ebpf, cause("server_abort_mid_request"),                 PER_REQ, "RST instead of the answer"),
@@ -246,8 +252,7 @@ const ROWS: &[Row] = &[
     r("refused",                           CurlH2Tls, Ebpf, cause("connect_refused"),                          PER_REQ, "RST to the SYN"),
     r("ok",                                CurlH2c,   Ebpf, NONE,                                              ANY,     "200s"),
     r("status:503",                        CurlH2c,   Ebpf, cause("http_status/503"),                          PER_REQ, "every answer 503"),
-    r("goaway:ENHANCE_YOUR_CALM:after=0",  CurlH2c,   Ebpf, cause("h2_goaway_enhance_your_calm"),              ANY,     "curl often writes its request into the server's GOAWAY and close, fails on the write (EPIPE) and never reads the GOAWAY; such a connection shows no request and no GOAWAY, so unknown is right for it (the raw backend sees the GOAWAY on the wire), not a server close with a request outstanding")
-        .wrong("`peer_fin_outstanding` or `idle_race` for each connection where curl never read the GOAWAY (both, in half the runs)"),
+    r("goaway:ENHANCE_YOUR_CALM:after=0",  CurlH2c,   Ebpf, cause_or_unknown("h2_goaway_enhance_your_calm"),   ANY,     "curl often writes its request into the server's GOAWAY and close, fails on the write (EPIPE) and never reads the GOAWAY: such a connection is unknown (the server's bytes unread; the raw backend sees the GOAWAY on the wire), not a server close with a request outstanding"),
     r("goaway-on-concurrency:1",           CurlH2c,   Ebpf, NONE,                                              ANY,     "one stream at a time"),
     r("rst-stream:INTERNAL_ERROR",         CurlH2c,   Ebpf, cause("h2_rst_stream/INTERNAL_ERROR"),             PER_REQ, "every stream reset"),
     r("rst:after=0",                       CurlH2c,   Ebpf, cause("server_abort_mid_request"),                 PER_REQ, "RST instead of the answer"),
@@ -361,8 +366,7 @@ const ROWS: &[Row] = &[
     r("rst-stream:INTERNAL_ERROR",         Go,        Ebpf, cause("h2_rst_stream/INTERNAL_ERROR"),             PER_REQ, "every stream reset"),
     r("rst:after=0",                       Go,        Ebpf, cause("server_abort_mid_request"),                 PER_REQ, "RST instead of the answer"),
     r("rst-mid-response",                  Go,        Ebpf, cause("server_abort_mid_request"),                 PER_REQ, "RST after half the body"),
-    r("fin-mid-response",                  Go,        Ebpf, cause("peer_fin_outstanding"),                     PER_REQ, "Go may reset the stream the server's FIN cut (closing a body it cannot finish): the server cut the answer, the client did not give up")
-        .wrong("`no_answer_client_gave_up` for such a connection in some runs"),
+    r("fin-mid-response",                  Go,        Ebpf, cause("peer_fin_outstanding"),                     PER_REQ, "Go may reset the stream the server's FIN cut (closing a body it cannot finish): the server cut the answer, the client did not give up"),
     r("close-idle:500ms",                  Go,        Ebpf, NONE,                                              ANY,     "requests back to back: never idle"),
     r("stall",                             Go,        Ebpf, cause("no_answer_client_gave_up"),                 PER_REQ, "Go resets each timed-out stream (RST_STREAM CANCEL): each a request given up"),
     r("slow:500ms",                        Go,        Ebpf, NONE,                                              ANY,     "answered within the client's timeout"),
@@ -649,7 +653,7 @@ fn keys(row: &Row) -> Vec<&'static str> {
         .map(|w| w.trim_matches('`'))
         .filter(|w| w.contains('_'));
     let mut k: Vec<&'static str> = ids.collect();
-    if let Expect::Cause(c) = row.expect {
+    if let Expect::Cause(c) | Expect::CauseOrUnknown(c) = row.expect {
         k.push(c);
     }
     k
@@ -763,8 +767,8 @@ fn judge(row: &Row, seen: &Seen) -> Result<(), String> {
     // The report ranks causes by count, most first.
     match (row.expect, seen.causes.first()) {
         (Expect::NoFailure, None) if seen.unattributed == 0 => Ok(()),
-        (Expect::Unknown, None) => Ok(()),
-        (Expect::Cause(want), Some((id, detail, n))) => {
+        (Expect::Unknown | Expect::CauseOrUnknown(_), None) if seen.unattributed > 0 => Ok(()),
+        (Expect::Cause(want) | Expect::CauseOrUnknown(want), Some((id, detail, n))) => {
             let (want_id, want_detail) = want
                 .split_once('/')
                 .map_or((want, None), |(i, d)| (i, Some(d)));
@@ -864,6 +868,9 @@ fn cell_text(row: &Row) -> String {
         Expect::NoFailure => "none".to_owned(),
         Expect::Unknown => "unknown".to_owned(),
         Expect::Cause(c) => format!("`{}`{count}", c.split('/').next().unwrap_or(c)),
+        Expect::CauseOrUnknown(c) => {
+            format!("`{}`{count} or unknown", c.split('/').next().unwrap_or(c))
+        }
     }
 }
 

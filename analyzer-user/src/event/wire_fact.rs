@@ -169,6 +169,11 @@ pub struct HttpTally {
     /// an alert): it was ending the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_tls_close_unix_ns: Option<u64>,
+    /// eBPF backend's capture: what the client's reads on the socket returned, in all
+    /// (TLS records included). Less than the kernel's `bytes_received` means the server
+    /// sent bytes the client never read ([`crate::table::ConnRecord::unread_by_client`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
     /// HTTP/2 streams the server reset (RST_STREAM), per error code name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub streams_reset: BTreeMap<String, u32>,

@@ -2,7 +2,7 @@
 //! on cleartext, or the eBPF backend's syscall capture): requests the connection's end
 //! left without their answer, told apart by who ended it.
 use super::{
-    Case, Confidence, Evidence, Level, Verdict,
+    Case, Confidence, Evidence, Level, UNATTRIBUTED, Verdict,
     answer::{EMPTY_REPLY_HINT, NO_ANSWER_HINT},
     conn_label, ms,
     tcp::{IDLE_RACE_HINT, PEER_FIN_HINT},
@@ -73,6 +73,15 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
         return Some(idle_race(k, t, fin, sent));
     }
     let what = outstanding(t).replace("{conn}", &conn_label(k));
+    // The server closed with requests unanswered after sending bytes the client never
+    // read: they may be the answer or the reason (an HTTP/2 GOAWAY, an error status).
+    // Undecided, rather than a server close it may not be.
+    if f.closed_first == Some(Closer::Peer)
+        && t.unanswered > 0
+        && let Some(unread) = k.unread_by_client()
+    {
+        return Some(unread_undecided(k, t, unread, what));
+    }
     let nothing_back = t.answered == 0 && t.cut_mid_answer == 0;
     // A TLS client that sent a close_notify or an alert before the server closed was
     // ending the connection itself, whoever's FIN came first.
@@ -137,6 +146,33 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
     })
 }
 
+/// Requests unanswered, the server's FIN, and bytes of the server's the client never
+/// read: no cause can be named from this host's reads (see [`http_answer_cut`]).
+fn unread_undecided(k: &ConnRecord, t: &HttpTally, unread: u64, what: String) -> Verdict {
+    let f = &k.facts;
+    let read = t.bytes_read.unwrap_or(0);
+    Verdict {
+        cause: UNATTRIBUTED,
+        detail: None,
+        title: "the server closed with requests unanswered, after bytes the client never read".into(),
+        confidence: Confidence::new(
+            Level::Low,
+            "what the server sent last was never read by the client, so this host never saw it: it may be the answer, or the reason for the close (an HTTP/2 GOAWAY, an error status)",
+        ),
+        evidence: vec![
+            Evidence::wire(k.last_unix_ns, what),
+            Evidence::kernel(
+                f.peer_fin_unix_ns.unwrap_or(k.last_unix_ns),
+                format!(
+                    "the server's FIN; {unread} bytes it sent were never read by the client (its reads returned {read} bytes, the kernel received {})",
+                    read + unread
+                ),
+            ),
+        ],
+        hint: "to read those bytes, run the analyzer with `--backend raw` (it sees them on the wire; for TLS, give it the client's key log with `--keylog`) or capture the server's side".into(),
+    }
+}
+
 /// The client's last request was written `sent - fin` after the server's FIN arrived.
 fn idle_race(k: &ConnRecord, t: &HttpTally, fin: u64, sent: u64) -> Verdict {
     let answered_before = t.answered;
@@ -165,5 +201,68 @@ fn idle_race(k: &ConnRecord, t: &HttpTally, fin: u64, sent: u64) -> Verdict {
             ),
         ],
         hint: IDLE_RACE_HINT.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::TcpCounts,
+        rules::{attribute, fixture::*},
+    };
+
+    /// An h2 client's one request unanswered when the server's FIN came, with
+    /// `received` bytes from the server in the kernel and `read` of them read.
+    fn closed_unanswered(received: u64, read: u64) -> Fx {
+        let mut events = peer_fin(1, 7, 0, 30);
+        events[2].tcp = Some(TcpCounts {
+            bytes_received: received,
+            bytes_acked: 120,
+            data_segs_in: 2,
+            data_segs_out: 2,
+            srtt_us: 40,
+        });
+        let mut fx = Fx::kernel(&events);
+        fx.kernel.as_mut().unwrap().http = Some(HttpTally {
+            protocol: "h2c".into(),
+            requests: 1,
+            unanswered: 1,
+            bytes_read: Some(read),
+            ..HttpTally::default()
+        });
+        fx
+    }
+
+    /// curl writes its request into the server's GOAWAY and close and never reads the
+    /// GOAWAY: what the server sent is unread, so no cause is named, and the report
+    /// says why and what would tell.
+    #[test]
+    fn unread_bytes_before_the_servers_fin_leave_the_cause_undecided() {
+        let fx = closed_unanswered(46, 0);
+        assert_eq!(fx.kernel.as_ref().unwrap().unread_by_client(), Some(46));
+        let (i, v) = attribute(&fx.case());
+        assert_eq!(
+            (rule_name(i), v.cause),
+            ("http_answer_cut", UNATTRIBUTED),
+            "{v:?}"
+        );
+        assert!(
+            v.evidence.iter().any(|e| e
+                .what
+                .contains("46 bytes it sent were never read by the client")),
+            "{v:?}"
+        );
+        assert!(v.hint.contains("--backend raw"), "{}", v.hint);
+        // Everything read (the server's SETTINGS, nothing of an answer): the server
+        // closed instead of answering.
+        let read_all = closed_unanswered(46, 46);
+        assert_eq!(read_all.kernel.as_ref().unwrap().unread_by_client(), None);
+        let (_, v) = attribute(&read_all.case());
+        assert_eq!(v.cause, "empty_reply", "{v:?}");
+    }
+
+    fn rule_name(i: usize) -> &'static str {
+        crate::rules::RULES[i].0
     }
 }

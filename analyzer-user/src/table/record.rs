@@ -511,6 +511,21 @@ impl ConnRecord {
         .then_some((f.closed_first?, c))
     }
 
+    /// Bytes the server sent that the client never read before the connection ended:
+    /// the kernel's `bytes_received` (at destroy, else at the first FIN or RST) less what
+    /// the client's reads returned (eBPF capture). `None` without both numbers or when
+    /// everything was read. Such bytes may hold the reason the server ended the
+    /// connection (an HTTP/2 GOAWAY, an error answer) where nobody looked.
+    pub fn unread_by_client(&self) -> Option<u64> {
+        let read = self.http.as_ref()?.bytes_read?;
+        let received = self
+            .facts
+            .tcp_last
+            .or(self.facts.tcp_at_close)?
+            .bytes_received;
+        received.checked_sub(read).filter(|n| *n > 0)
+    }
+
     /// The client closed (FIN) a connection within [`DIAL_DROP_MAX_NS`] of its
     /// establishment with only a TLS ClientHello sent and nothing received: a dial it no
     /// longer needed (Go's HTTP/2 transport drops a spare dial once another connection
