@@ -2,7 +2,8 @@
 //!
 //! It owns the HTTP/2 frame parser ([`h2frame`]), link-layer/IP/TCP/ICMP packet parsing
 //! and building ([`packet`]), the AF_PACKET capture socket ([`capture`]) with its classic
-//! BPF filter ([`bpf`]), and certificate facts with RFC 6125 name matching ([`cert`]).
+//! BPF filter ([`bpf`]), certificate facts with RFC 6125 name matching ([`cert`]), and
+//! the socket cookie ([`sock`]).
 //! Every parser here is bounded, never panics on input, and is fuzzed (`fuzz/`).
 //!
 //! It must never depend on another faultline crate (not even the event contract): it
@@ -14,3 +15,4 @@ pub mod capture;
 pub mod cert;
 pub mod h2frame;
 pub mod packet;
+pub mod sock;

@@ -4,7 +4,6 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
-    os::fd::AsRawFd,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -20,24 +19,6 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use crate::{classify::classify_io, tls};
 use events::model::{Class, Phase, TlsFacts};
-
-/// `getsockopt(SO_COOKIE)`: the 64-bit id the kernel's tcp tracepoints carry for this
-/// socket. The kernel assigns it on first use and never changes it.
-pub fn sock_cookie(fd: &impl AsRawFd) -> Option<u64> {
-    let mut v: u64 = 0;
-    let mut len = size_of::<u64>() as libc::socklen_t;
-    // SAFETY: a valid fd and an out-buffer of exactly the length passed.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_COOKIE,
-            (&raw mut v).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(v)
-}
 
 /// A failure to get a usable connection.
 #[derive(Clone, Debug)]
@@ -85,7 +66,7 @@ pub async fn dial(
     })?;
     // Take the cookie before connecting: if the connect fails, the kernel's RST event
     // still carries it, and this is how the two are joined.
-    let cookie = sock_cookie(&socket);
+    let cookie = wire::sock::cookie(&socket).ok();
     if let Some(ip) = local_ip {
         socket.bind(SocketAddr::new(ip, 0)).map_err(|e| {
             fail(
