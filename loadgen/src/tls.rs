@@ -4,9 +4,10 @@
 //!
 //! rustls shares one verifier between all connections and drops the connection object
 //! when the handshake fails, so the presented certificate cannot be read afterwards. The
-//! verifier therefore records what it is shown into a tokio task-local slot that each
-//! handshake scopes around itself: `verify_server_cert` runs synchronously inside the
-//! poll of that handshake, on that task.
+//! verifier ([`wire::cert::verifier::RecordingVerifier`]) therefore records what it is
+//! shown into a tokio task-local slot that each handshake scopes around itself:
+//! `verify_server_cert` runs synchronously inside the poll of that handshake, on that
+//! task.
 use std::{
     cell::RefCell,
     fs::File,
@@ -16,15 +17,11 @@ use std::{
 };
 
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore,
-    SignatureScheme,
-    client::{
-        WebPkiServerVerifier,
-        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    },
-    crypto::CryptoProvider,
-    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    CertificateError, ClientConfig, Error as TlsError, RootCertStore,
+    client::{WebPkiServerVerifier, danger::ServerCertVerifier},
+    pki_types::{CertificateDer, PrivateKeyDer},
 };
+use wire::cert::verifier::{Record, RecordingVerifier};
 
 use events::{
     model::{CertFacts, Class},
@@ -87,65 +84,15 @@ pub async fn capture_cert<F: Future>(fut: F) -> (F::Output, Option<CertFacts>) {
         .await
 }
 
-/// Wraps the real verifier (or none, for `--insecure`) and records the end-entity
-/// certificate it is shown.
+/// Records the end-entity certificate a [`RecordingVerifier`] is shown into the
+/// handshake's [`capture_cert`] slot.
 #[derive(Debug)]
-struct RecordingVerifier {
-    inner: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
-}
+struct TaskLocalCapture;
 
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
+impl Record for TaskLocalCapture {
+    fn record(&self, end_entity: &CertificateDer<'_>, _intermediates: &[CertificateDer<'_>]) {
         // Outside a capture scope (no task-local) recording is skipped, not an error.
         let _ = CAPTURE.try_with(|c| *c.borrow_mut() = Some(cert_facts(end_entity)));
-        match &self.inner {
-            Some(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
-            None => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -240,16 +187,17 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigEr
                 }
             }
         }
-        Some(
+        let webpki: Arc<dyn ServerCertVerifier> =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
-                .map_err(|e| TlsConfigError::Build(TlsError::General(e.to_string())))?,
-        )
+                .map_err(|e| TlsConfigError::Build(TlsError::General(e.to_string())))?;
+        Some(webpki)
     };
-    let verifier = Arc::new(RecordingVerifier {
+    let verifier = Arc::new(RecordingVerifier::new(
+        TaskLocalCapture,
         inner,
-        provider: provider.clone(),
-    });
+        provider.clone(),
+    ));
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsConfigError::Build)?

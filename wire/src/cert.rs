@@ -1,11 +1,14 @@
 //! Certificates summarised with x509-parser, once for faultline: the certificate rustls
 //! was shown (loadgen's TLS facts) and the ones the analyzer's raw backend reads in
 //! plaintext (TLS 1.2 and older) on the wire; and the one RFC 6125 name matcher
-//! ([`names_cover`]) both tools judge them with.
+//! ([`names_cover`]) both tools judge them with; and the rustls verifier both record
+//! the presented chain with ([`verifier`]).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
+
+pub mod verifier;
 
 /// subjectAltName entries kept per certificate (of each kind); the rest are counted.
 pub const MAX_SAN_ENTRIES: usize = 256;

@@ -2,8 +2,9 @@
 //!
 //! It owns the HTTP/2 frame parser ([`h2frame`]), link-layer/IP/TCP/ICMP packet parsing
 //! and building ([`packet`]), the AF_PACKET capture socket ([`capture`]) with its classic
-//! BPF filter ([`bpf`]), certificate facts with RFC 6125 name matching ([`cert`]), and
-//! the socket cookie ([`sock`]).
+//! BPF filter ([`bpf`]), certificate facts with RFC 6125 name matching and the rustls
+//! verifier that records what a server presented ([`cert`]), and the socket cookie
+//! ([`sock`]).
 //! Every parser here is bounded, never panics on input, and is fuzzed (`fuzz/`).
 //!
 //! It must never depend on another faultline crate (not even the event contract): it

@@ -6,17 +6,13 @@
 use std::{
     io::ErrorKind,
     net::{SocketAddr, TcpStream},
-    sync::{Arc, Mutex, PoisonError},
+    sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, Error as TlsError, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::CryptoProvider,
-    pki_types::{CertificateDer, ServerName, UnixTime},
-};
+use rustls::{ClientConfig, ClientConnection, Error as TlsError, pki_types::ServerName};
 use serde::{Deserialize, Serialize};
+use wire::cert::verifier::{LastChain, RecordingVerifier};
 
 use super::{
     judge::{Judgment, LeafCert, judge},
@@ -160,9 +156,9 @@ pub fn probe(
         },
         None => ServerName::IpAddress(addr.ip().into()),
     };
-    let recorder = Arc::new(Recorder::new());
+    let recorder = Arc::new(recorder());
     let (negotiated, error) = handshake(addr, server_name, alpn, &recorder, timeout);
-    let chain = recorder.take();
+    let chain = recorder.recorder().take();
     let name = sni.map_or_else(|| addr.ip().to_string(), str::to_owned);
     let now_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -292,76 +288,12 @@ fn drive(
     })
 }
 
-/// A verifier that keeps the chain it is shown and accepts it; handshake signatures are
-/// still checked (a server that cannot sign with its certificate's key is a failure of
-/// its own, reported as one).
-#[derive(Debug)]
-struct Recorder {
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-    provider: CryptoProvider,
-}
+/// The probe's verifier: keeps the chain it is shown and accepts it; handshake
+/// signatures are still checked (a server that cannot sign with its certificate's key is
+/// a failure of its own, reported as one).
+type Recorder = RecordingVerifier<LastChain>;
 
-impl Recorder {
-    fn new() -> Self {
-        Self {
-            chain: Mutex::new(Vec::new()),
-            provider: rustls::crypto::ring::default_provider(),
-        }
-    }
-
-    fn take(&self) -> Vec<CertificateDer<'static>> {
-        std::mem::take(&mut *self.chain.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
-        *self.chain.lock().unwrap_or_else(PoisonError::into_inner) = chain;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+fn recorder() -> Recorder {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    RecordingVerifier::new(LastChain::default(), None, provider)
 }
