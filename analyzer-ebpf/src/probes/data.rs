@@ -18,6 +18,7 @@ static FD_LAYOUT: FdLayout = FdLayout::ABSENT;
 
 /// What to capture: `total` bytes moved at `ptr` (of which at most `limit` are readable
 /// there), on socket `skaddr`.
+#[derive(Clone, Copy)]
 pub struct Emit {
     pub pid_tgid: u64,
     pub skaddr: u64,

@@ -108,22 +108,22 @@ fn enter(ctx: &TracePointContext, buf: BufKind, dir: DataDir) -> u32 {
     0
 }
 
-/// The user address and length of the first buffer of a call.
+/// The buffers of a vectored call read (`iovec`s): a TLS library writes a record's
+/// header and body, or an alert after its ChangeCipherSpec, as separate buffers of one
+/// call. Past these, the call's remaining bytes go with the last one as uncaptured.
+const MAX_IOVECS: usize = 4;
+
+/// Where a call's `iovec` array is (`None`: a plain buffer).
 #[inline(always)]
-fn first_buffer(call: &Call) -> Result<(u64, u64), i32> {
+fn iovecs(call: &Call) -> Result<Option<u64>, i32> {
     if call.buf_kind == BufKind::Plain as u32 {
-        return Ok((call.buf, u64::MAX));
+        return Ok(None);
     }
-    let iov = if call.buf_kind == BufKind::Msghdr as u32 {
+    if call.buf_kind == BufKind::Msghdr as u32 {
         // struct user_msghdr: msg_name (8), msg_namelen (4, padded to 8), msg_iov.
-        uread::<u64>(call.buf + 16)?
-    } else {
-        call.buf
-    };
-    // struct iovec: iov_base, iov_len.
-    let base: u64 = uread(iov)?;
-    let len: u64 = uread(iov + 8)?;
-    Ok((base, len))
+        return Ok(Some(uread::<u64>(call.buf + 16)?));
+    }
+    Ok(Some(call.buf))
 }
 
 #[inline(always)]
@@ -141,19 +141,54 @@ fn exit(ctx: &TracePointContext) -> u32 {
     if ret <= 0 {
         return 0;
     }
-    let Ok((ptr, len)) = first_buffer(&call) else {
-        count(StatSlot::DataReadFailed);
-        return 0;
-    };
-    emit(&Emit {
+    let e = Emit {
         pid_tgid,
         skaddr: call.skaddr,
-        ptr,
+        ptr: call.buf,
         total: ret as u64,
-        limit: len,
+        limit: u64::MAX,
         dir: call.dir,
         source: DataSource::Syscall,
         fd: call.fd,
-    });
+    };
+    let iov = match iovecs(&call) {
+        Ok(Some(iov)) => iov,
+        Ok(None) => {
+            emit(&e);
+            return 0;
+        }
+        Err(_) => {
+            count(StatSlot::DataReadFailed);
+            return 0;
+        }
+    };
+    // The call moved `ret` bytes through its buffers in order: one record per buffer,
+    // so the reader sees them back to back; the array holds at least that many bytes,
+    // so no entry past its end is read.
+    let mut left = ret as u64;
+    for i in 0..MAX_IOVECS {
+        if left == 0 {
+            break;
+        }
+        // struct iovec: iov_base, iov_len.
+        let at = iov + (i as u64) * 16;
+        let (Ok(base), Ok(len)) = (uread::<u64>(at), uread::<u64>(at + 8)) else {
+            count(StatSlot::DataReadFailed);
+            return 0;
+        };
+        let moved = if len < left { len } else { left };
+        if moved == 0 {
+            continue;
+        }
+        // The last buffer read carries what the call moved past it, uncaptured.
+        let total = if i + 1 == MAX_IOVECS { left } else { moved };
+        emit(&Emit {
+            ptr: base,
+            total,
+            limit: len,
+            ..e
+        });
+        left -= total;
+    }
     0
 }
