@@ -35,7 +35,8 @@
 //!     at face value.
 //!     Then `peer_fin_outstanding` / `server_abort_mid_request` from a foreign client's
 //!     plaintext (`http_answer_cut`): its requests left unanswered or answers cut short
-//!     when the server's FIN or RST ended the connection.
+//!     when the server's FIN or RST ended the connection; left unattributed, saying why,
+//!     when the server sent bytes the client never read before its FIN.
 //!     Then `empty_reply` / `no_answer_client_gave_up` — from the kernel's TCP counters
 //!     (eBPF backend): the client's request was acknowledged and not one byte came back
 //!     before the server's FIN, or before the client closed.
@@ -52,7 +53,7 @@
 use std::{collections::BTreeMap, net::SocketAddr};
 
 use events::model::{Class, Phase, RequestEvent};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     join::LoadgenConn,
@@ -66,7 +67,9 @@ mod injected;
 mod plaintext;
 mod tcp;
 mod tls;
+mod verdict;
 mod wire;
+mod words;
 
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -83,7 +86,9 @@ pub use tcp::{
     idle_race, peer_fin_outstanding, rst_sent_by_this_host, server_abort_mid_request, timeout,
 };
 pub use tls::{tls_cert_mismatch, tls_other};
+pub use verdict::{Confidence, Evidence, Level, Source, Verdict};
 pub use wire::{connect_unreachable, h2_from_wire, tls_from_wire};
+pub use words::{conn_label, kernel_summary, ms, reset_reason_words, reset_words};
 
 /// Host-level evidence over the run (counter deltas from /proc/net/netstat and
 /// /proc/net/snmp, the ephemeral port range, port use per destination). Filled by the
@@ -140,145 +145,6 @@ impl Default for RuleOptions {
             local_resets_recorded: false,
         }
     }
-}
-
-/// How sure a verdict is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    High,
-    Medium,
-    Low,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::High => "high",
-            Self::Medium => "medium",
-            Self::Low => "low",
-        }
-    }
-}
-
-/// A confidence level and why, in one line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confidence {
-    pub level: Level,
-    pub why: String,
-}
-
-impl Confidence {
-    pub fn new(level: Level, why: impl Into<String>) -> Self {
-        Self {
-            level,
-            why: why.into(),
-        }
-    }
-}
-
-/// Where a piece of evidence comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Kernel,
-    Loadgen,
-    Host,
-    /// The raw backend's capture.
-    Wire,
-    /// The analyzer's own TLS handshake after the run (`tls_probe`): what the server
-    /// presented to it, not necessarily to the client.
-    Probe,
-}
-
-/// One fact a verdict used. Serialized with a wall-clock `at` when it has a time.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct Evidence {
-    pub source: Source,
-    #[serde(default)]
-    pub ts_unix_ns: Option<u64>,
-    pub what: String,
-}
-
-impl Serialize for Evidence {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct View<'a> {
-            source: Source,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            ts_unix_ns: Option<u64>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            at: Option<String>,
-            what: &'a str,
-        }
-        View {
-            source: self.source,
-            ts_unix_ns: self.ts_unix_ns,
-            at: self.ts_unix_ns.map(events::time::rfc3339_ns),
-            what: &self.what,
-        }
-        .serialize(s)
-    }
-}
-
-impl Evidence {
-    pub fn kernel(ts_unix_ns: u64, what: impl Into<String>) -> Self {
-        Self {
-            source: Source::Kernel,
-            ts_unix_ns: Some(ts_unix_ns),
-            what: what.into(),
-        }
-    }
-
-    pub fn loadgen(ts_unix_ns: u64, what: impl Into<String>) -> Self {
-        Self {
-            source: Source::Loadgen,
-            ts_unix_ns: (ts_unix_ns != 0).then_some(ts_unix_ns),
-            what: what.into(),
-        }
-    }
-
-    pub fn wire(ts_unix_ns: u64, what: impl Into<String>) -> Self {
-        Self {
-            source: Source::Wire,
-            ts_unix_ns: Some(ts_unix_ns),
-            what: what.into(),
-        }
-    }
-
-    /// The certificate probe's, at its handshake (Unix seconds).
-    pub fn probe(unix_s: i64, what: impl Into<String>) -> Self {
-        Self {
-            source: Source::Probe,
-            ts_unix_ns: u64::try_from(unix_s)
-                .ok()
-                .map(|s| s.saturating_mul(1_000_000_000)),
-            what: what.into(),
-        }
-    }
-
-    pub fn host(what: impl Into<String>) -> Self {
-        Self {
-            source: Source::Host,
-            ts_unix_ns: None,
-            what: what.into(),
-        }
-    }
-}
-
-/// A rule's conclusion about one failure.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// Stable snake_case cause id.
-    pub cause: &'static str,
-    /// Splits a cause in the report (a code, a status, a reason).
-    pub detail: Option<String>,
-    /// One line, the same for every failure of the cause and detail.
-    pub title: String,
-    pub confidence: Confidence,
-    pub evidence: Vec<Evidence>,
-    /// What to look at or change.
-    pub hint: String,
 }
 
 /// Everything known about one failure.
@@ -417,121 +283,6 @@ fn unattributed(case: &Case<'_>) -> Verdict {
         confidence: Confidence::new(Level::Low, "no rule matched; see the evidence"),
         evidence,
         hint: "look at the examples' evidence and timelines; report the pattern so a rule can be added".into(),
-    }
-}
-
-/// The connection as `local → remote (cookie N)`.
-pub fn conn_label(k: &ConnRecord) -> String {
-    let addr = |a: Option<SocketAddr>| a.map_or("?".to_owned(), |a| a.to_string());
-    let cookie = k
-        .sock_cookie
-        .map_or(String::new(), |c| format!(" (cookie {c})"));
-    format!("{} → {}{cookie}", addr(k.local), addr(k.remote))
-}
-
-/// The notable kernel facts of a record, as evidence.
-pub fn kernel_summary(k: &ConnRecord) -> Vec<Evidence> {
-    let f = &k.facts;
-    let mut out = Vec::new();
-    if let Some(ts) = f.rst_received_unix_ns {
-        let state = f.rst_state.map_or("?", |s| s.as_str());
-        out.push(Evidence::kernel(
-            ts,
-            format!("RST received in {state} on {}", conn_label(k)),
-        ));
-    }
-    if let Some(r) = &f.rst_sent_first {
-        out.push(Evidence::kernel(
-            r.ts_unix_ns,
-            format!("RST sent by this host{}", reset_words(r)),
-        ));
-    }
-    if let (Some(e), Some(ts)) = (f.errno, f.errno_unix_ns) {
-        out.push(Evidence::kernel(
-            ts,
-            format!("errno {e} ({}) delivered to the socket", errno_name(e)),
-        ));
-    }
-    if let Some(ts) = f.peer_fin_unix_ns {
-        out.push(Evidence::kernel(ts, "peer FIN: ESTABLISHED→CLOSE_WAIT"));
-    }
-    if f.retransmits + f.syn_retransmits > 0 {
-        out.push(Evidence::kernel(
-            f.last_retransmit_unix_ns.unwrap_or(k.last_unix_ns),
-            format!(
-                "{} retransmits ({} of them SYN)",
-                f.retransmits + f.syn_retransmits,
-                f.syn_retransmits
-            ),
-        ));
-    }
-    for (reason, n) in &f.drops {
-        out.push(Evidence::kernel(
-            k.last_unix_ns,
-            format!("{n} packets dropped ({reason})"),
-        ));
-    }
-    out
-}
-
-/// ` in STATE, kernel reason REASON (what it means)` for an RST sent.
-pub fn reset_words(r: &crate::table::ResetSent) -> String {
-    let state = r
-        .state
-        .filter(|s| *s != crate::names::TcpState::Unknown)
-        .map_or(String::new(), |s| format!(" in {s}"));
-    let reason = r
-        .reason
-        .as_deref()
-        .map_or(String::new(), |x| match reset_reason_words(x) {
-            Some(words) => format!(", kernel reason {x} ({words})"),
-            None => format!(", kernel reason {x}"),
-        });
-    format!("{state}{reason}")
-}
-
-/// What a kernel reset reason (`enum sk_rst_reason`, include/net/rstreason.h) means.
-pub fn reset_reason_words(reason: &str) -> Option<&'static str> {
-    Some(match reason {
-        "NO_SOCKET" => {
-            "no socket for the segment: nothing listens on the port, or the connection is gone"
-        }
-        "TCP_ABORT_ON_CLOSE" => "the application closed the socket with unread data",
-        "TCP_ABORT_ON_LINGER" => "the FIN_WAIT2 linger time ran out",
-        "TCP_ABORT_ON_DATA" => "data arrived after the application had closed its side",
-        "TCP_ABORT_ON_MEMORY" => "out of socket memory or too many orphaned sockets",
-        "TCP_STATE" => "the application aborted the connection: SO_LINGER 0 close or disconnect",
-        "TCP_TIMEWAIT_SOCKET" => "a segment hit a TIME_WAIT socket",
-        "TCP_KEEPALIVE_TIMEOUT" => "keepalive probes went unanswered",
-        "TCP_DISCONNECT_WITH_DATA" => "disconnected with data not yet read or sent",
-        "INVALID_SYN" => "an unexpected SYN on an existing connection",
-        _ => return None,
-    })
-}
-
-/// The usual name of a socket errno.
-pub fn errno_name(e: i32) -> &'static str {
-    match e {
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EPIPE => "EPIPE",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ECONNABORTED => "ECONNABORTED",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::EPROTO => "EPROTO",
-        _ => "errno",
-    }
-}
-
-/// Milliseconds for evidence text (`12.5 ms`).
-pub fn ms(ns: u64) -> String {
-    let ms = ns as f64 / 1e6;
-    if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{ms:.1} ms")
     }
 }
 
