@@ -119,6 +119,30 @@ pub struct Probes {
     names: KernelNames,
 }
 
+/// Detaching waits for an RCU grace period per perf event (`perf_uprobe_destroy`,
+/// `perf_trace_destroy` → `synchronize_rcu`): 60-130 ms each on a busy host, so the
+/// thirty-odd programs detached one after another held the analyzer's exit for seconds.
+/// Each program detaches on a thread of its own, and the waits overlap.
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let programs: Vec<&mut aya::programs::Program> =
+            self.ebpf.programs_mut().map(|(_, p)| p).collect();
+        std::thread::scope(|s| {
+            for p in programs {
+                s.spawn(move || {
+                    // A failure to detach leaves nothing to do: the fds close with the
+                    // process.
+                    let _ = match p {
+                        aya::programs::Program::TracePoint(t) => t.unload(),
+                        aya::programs::Program::UProbe(u) => u.unload(),
+                        _ => Ok(()),
+                    };
+                });
+            }
+        });
+    }
+}
+
 impl std::fmt::Debug for Probes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Probes")
