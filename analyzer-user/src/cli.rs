@@ -119,6 +119,12 @@ pub struct AttachArgs {
     /// Interface the raw backend captures on (repeatable; default lo).
     #[arg(long = "iface", value_name = "NAME")]
     pub ifaces: Vec<String>,
+    /// NSS key log (SSLKEYLOGFILE format) the clients write their TLS secrets to (curl,
+    /// browsers, `loadgen --keylog`): the raw backend decrypts TLS 1.2 and 1.3 with it and
+    /// reads the HTTP inside. Read as it grows; it must exist at the start. Needs the raw
+    /// backend (auto then chooses it).
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
     #[command(flatten)]
     pub probe: ProbeOptions,
 }
@@ -142,6 +148,7 @@ impl AttachArgs {
                 backend: self.backend,
                 ifaces: self.ifaces.clone(),
                 tls_exes: self.tls_exes.clone(),
+                keylog: self.keylog.clone(),
                 // The binary decides where the session's status goes.
                 status: StatusSink::default(),
             },

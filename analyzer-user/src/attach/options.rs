@@ -30,6 +30,8 @@ pub struct AttachOptions {
     /// Go binaries whose TLS plaintext to read (`--tls-exe`); the system's libssl is
     /// probed whenever the plaintext capture is on.
     pub tls_exes: Vec<PathBuf>,
+    /// An NSS key log (`--keylog`) the raw backend decrypts TLS connections with.
+    pub keylog: Option<PathBuf>,
 }
 
 /// Which backend records the evidence.

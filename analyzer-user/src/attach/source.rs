@@ -1,6 +1,6 @@
 //! Where a session's events come from: the eBPF probes' ring buffer, or the raw-socket
 //! capture; one interface over both for the collector.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::{Context, Result};
 
@@ -14,7 +14,11 @@ use crate::{
     event::Observed,
     names::NameSources,
     plaintext::{Plaintext, PlaintextStats},
-    raw::source::{CaptureReport, RawOptions, RawSource},
+    raw::{
+        flow::Inspect,
+        source::{CaptureReport, RawOptions, RawSource},
+        tls::keylog::KeyLog,
+    },
     recording::{AttachReport, ProbeStats},
 };
 
@@ -49,8 +53,17 @@ impl Source {
     /// Opens the backend `opts` asks for; with `auto`, also why eBPF was not used.
     pub fn open(opts: &AttachOptions) -> Result<(Self, Option<String>)> {
         match opts.backend {
+            Backend::Ebpf if opts.keylog.is_some() => anyhow::bail!(
+                "--keylog needs the raw backend (--backend raw): the eBPF backend reads TLS \
+                 plaintext through its uprobes on the TLS libraries instead"
+            ),
             Backend::Ebpf => Ok((Self::ebpf(opts)?, None)),
             Backend::Raw => Ok((Self::raw(opts)?, None)),
+            Backend::Auto if opts.keylog.is_some() => {
+                let notice = "--keylog decrypts on the raw backend: using the raw-socket backend";
+                opts.status.send(Status::Fallback { notice });
+                Ok((Self::raw(opts)?, Some(notice.to_owned())))
+            }
             Backend::Auto => match Self::ebpf(opts) {
                 Ok(s) => Ok((s, None)),
                 Err(e) => {
@@ -95,12 +108,16 @@ impl Source {
                 "--pid needs the eBPF backend: packets do not say which process sent them"
             );
         }
-        let ro = RawOptions {
+        let mut ro = RawOptions {
             ifaces: opts.ifaces.clone(),
             ports: opts.filter.ports.clone(),
             addrs: opts.filter.addrs.clone(),
             ..RawOptions::default()
         };
+        if let Some(path) = &opts.keylog {
+            let keylog = KeyLog::open(path).context("--keylog")?;
+            ro.track.inspect = Some(Inspect::with_keylog(Arc::new(keylog)));
+        }
         Ok(Self::Raw(
             RawSource::start(&ro).context("start the raw-socket capture")?,
         ))

@@ -18,7 +18,10 @@ use wire::packet::{Packet, parse_frame};
 
 use wire::capture::{CaptureCounts, CaptureError, IfaceCapture};
 
-use super::track::{TrackConfig, TrackStats, Tracker};
+use super::{
+    tls::keylog::{KeyLog, KeylogStats},
+    track::{TrackConfig, TrackStats, Tracker},
+};
 use crate::event::{Clock, Observed};
 
 /// Connections quiet this long are forgotten (a SYN never answered, a capture that
@@ -54,6 +57,9 @@ pub struct CaptureReport {
     /// Frames read that were not TCP segments or ICMP errors this parser understands.
     pub unparsed_frames: u64,
     pub track: TrackStats,
+    /// With `--keylog`: the key log read, and the TLS connections it decrypted (or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keylog: Option<KeylogStats>,
 }
 
 impl CaptureReport {
@@ -74,6 +80,7 @@ pub struct RawSource {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<IfaceCounts>>,
     rx: mpsc::Receiver<Vec<Observed>>,
+    keylog: Option<Arc<KeyLog>>,
 }
 
 impl std::fmt::Debug for RawSource {
@@ -118,10 +125,12 @@ impl RawSource {
                 std::thread::spawn(move || capture_loop(cap, &shared, &tx, clock, &addrs))
             })
             .collect();
+        let keylog = opts.track.inspect.as_ref().and_then(|i| i.keylog.clone());
         Ok(Self {
             shared,
             threads,
             rx,
+            keylog,
         })
     }
 
@@ -168,6 +177,7 @@ impl RawSource {
             interfaces,
             unparsed_frames: self.shared.unparsed.load(Ordering::Relaxed),
             track,
+            keylog: self.keylog.as_deref().map(KeyLog::stats),
         }
     }
 }

@@ -13,8 +13,10 @@ use wire::cert::CertFact;
 
 use super::reasm::Chunk;
 
+pub mod decrypt;
 mod facts;
 mod hello;
+pub mod keylog;
 
 pub use facts::{AlertFact, CertChainFact, TlsFact, TlsStats, TlsWireError, alert_name};
 pub use hello::{ClientHelloFact, MAX_LISTED, ServerHelloFact, TLS12, TLS13, version_name};

@@ -419,7 +419,22 @@ fn the_report_validates_against_its_schema_and_round_trips() {
             .to_markdown()
             .contains("certificate probe: 2 TLS handshakes")
     );
-    for report in [full, empty, probed, with_wire] {
+    let mut raw = empty.clone();
+    raw.run.capture = Some(crate::raw::source::CaptureReport {
+        keylog: Some(crate::raw::tls::keylog::KeylogStats {
+            path: "/tmp/keys.log".into(),
+            connections_decrypted: 3,
+            connections_no_key: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert!(
+        raw.to_text().contains("1 with no key in it"),
+        "{}",
+        raw.to_text()
+    );
+    for report in [full, empty, probed, with_wire, raw] {
         let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&value)

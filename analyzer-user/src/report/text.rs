@@ -306,6 +306,19 @@ fn capture_line(out: &mut String, cap: &CaptureReport, notice: Option<&str>) {
         thousands(cap.track.flows),
         notice.map_or(String::new(), |n| format!(" ({n})"))
     );
+    if let Some(k) = &cap.keylog {
+        let _ = writeln!(
+            out,
+            "  keylog {}: {} TLS connections decrypted, {} with no key in it, {} with keys too late, {} not decryptable (version or suite), {} records failed authentication (wrong key), {} malformed lines",
+            k.path,
+            thousands(k.connections_decrypted),
+            thousands(k.connections_no_key),
+            thousands(k.connections_keys_too_late),
+            thousands(k.connections_unsupported),
+            thousands(k.records_failed_auth),
+            thousands(k.malformed_lines),
+        );
+    }
 }
 
 /// The JSON name of a serde unit enum value.

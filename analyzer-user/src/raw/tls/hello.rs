@@ -34,6 +34,8 @@ pub struct ClientHelloFact {
     /// Protocols offered by ALPN (RFC 7301), in preference order.
     pub alpn: Vec<String>,
     pub cipher_suites: usize,
+    /// ClientHello.random: the key log's index of the connection's secrets.
+    pub random: [u8; 32],
     /// True when the extension block did not parse to its end; what came before is kept.
     pub extensions_malformed: bool,
 }
@@ -52,6 +54,8 @@ pub struct ServerHelloFact {
     /// supported_versions when present (then TLS 1.3), else legacy_version.
     pub selected_version: u16,
     pub cipher_suite: u16,
+    /// ServerHello.random (TLS 1.2's key block is derived from both randoms).
+    pub random: [u8; 32],
     /// The ALPN protocol selected. TLS 1.2 only: TLS 1.3 sends it in the encrypted
     /// EncryptedExtensions (RFC 8446 section 4.3.1), so it is `None` there.
     pub alpn: Option<String>,
@@ -114,6 +118,7 @@ pub(super) fn client_hello(ch: &TlsClientHelloContents<'_>) -> ClientHelloFact {
     let mut f = ClientHelloFact {
         legacy_version: ch.version.0,
         cipher_suites: ch.ciphers.len(),
+        random: ch.random.try_into().unwrap_or_default(),
         ..ClientHelloFact::default()
     };
     let Some(ext) = ch.ext else {
@@ -152,6 +157,7 @@ pub(super) fn server_hello(sh: &TlsServerHelloContents<'_>) -> ServerHelloFact {
         selected_version: sh.version.0,
         cipher_suite: sh.cipher.0,
         hello_retry_request: sh.random == HRR_RANDOM,
+        random: sh.random.try_into().unwrap_or_default(),
         ..ServerHelloFact::default()
     };
     let Some(ext) = sh.ext else {

@@ -96,6 +96,7 @@ fn client_hello_facts_from_hand_built_bytes() {
         sni: Some("api.example.test".into()),
         alpn: vec!["h2".into(), "http/1.1".into()],
         cipher_suites: 3,
+        random: [7; 32],
         extensions_malformed: false,
     };
     assert_eq!(facts, vec![TlsFact::ClientHello(want)]);
