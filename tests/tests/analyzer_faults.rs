@@ -3,14 +3,17 @@
 //! uses), and the report's top cause must be the right one, with its evidence. loadgen
 //! runs join its events by socket cookie; curl runs (a foreign client) get the TCP-level
 //! verdicts from kernel evidence alone. Lost kernel events must be zero. Needs root.
-use std::{path::PathBuf, process::Command, sync::mpsc, time::Duration};
+mod analyzer_support;
+
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use analyzer::{
-    attach::{AttachOptions, AttachOutcome, Backend},
+    attach::{AttachOptions, Backend},
     recording::FilterConfig,
     report::Report,
-    session::{self, SessionOptions},
+    session::SessionOptions,
 };
+use analyzer_support::{Session, curl, text, top};
 use clap::Parser;
 use loadgen::cli::{Cli, Command as LgCommand};
 use serde_json::Value;
@@ -25,40 +28,6 @@ enum Client<'a> {
     CurlTls(&'a [&'a str], usize),
     /// loadgen over h2c (http URL, `--h2c` added here).
     LoadgenH2c(&'a [&'a str]),
-}
-
-/// An analyzer session on its own thread, as `analyzer attach` runs it.
-struct Session {
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<anyhow::Result<(AttachOutcome, Report)>>,
-}
-
-impl Session {
-    /// Starts the session and returns once it is attached.
-    fn start(mut opts: SessionOptions) -> Self {
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        opts.attach.ready = Some(ready_tx);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(session::run(&opts, async {
-                let _ = stop_rx.await;
-            }))
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the analyzer attached");
-        Self { stop, thread }
-    }
-
-    /// Stops it and returns what it saw and its report.
-    fn stop(self) -> (AttachOutcome, Report) {
-        self.stop.send(()).unwrap();
-        self.thread.join().unwrap().expect("analyzer session")
-    }
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -112,13 +81,7 @@ fn analyze_on(backend: Backend, fault: &str, client: Client<'_>, join: bool) -> 
         ..SessionOptions::default()
     });
     run_client(&rt, &tb, fault, client, &events);
-    // Let the last events (FIN/RST exchanges, destroys) reach the ring buffer.
-    std::thread::sleep(Duration::from_millis(300));
-    let (outcome, report) = session.stop();
-    assert_eq!(
-        outcome.stats.reserve_failed, 0,
-        "kernel events were lost: {outcome:?}"
-    );
+    let (outcome, report) = session.stop_drained();
     assert_eq!(outcome.decode_errors, 0);
     assert!(outcome.events > 0, "the analyzer saw events: {outcome:?}");
     rt.block_on(tb.shutdown());
@@ -190,31 +153,17 @@ fn run_loadgen(rt: &tokio::runtime::Runtime, url: &str, events: &str, flags: &[&
 
 /// curl with `args`, `count` times; each run must fail (the fault is in the way).
 fn run_failing_curl(fault: &str, args: &[String], count: usize) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     for _ in 0..count {
-        let st = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "--max-time", "5"])
-            .args(args)
-            .status()
-            .expect("curl runs");
-        assert!(!st.success(), "curl against {fault} must fail");
+        assert_ne!(curl(&args), Some(0), "curl against {fault} must fail");
     }
 }
 
-fn top(report: &Value) -> &Value {
-    let causes = report["causes"].as_array().expect("causes");
-    assert!(!causes.is_empty(), "no causes: {report:#}");
-    &causes[0]
-}
-
+/// The top cause, which must be `id` and counted at least once.
 fn assert_top<'a>(report: &'a Value, id: &str) -> &'a Value {
-    let t = top(report);
-    assert_eq!(t["id"], id, "top cause; report: {report:#}");
+    let t = analyzer_support::assert_top(report, id);
     assert!(t["count"].as_u64().unwrap() > 0);
     t
-}
-
-fn text(v: &Value) -> String {
-    v.to_string()
 }
 
 #[test]
@@ -551,23 +500,6 @@ fn read_until_reset(c: &mut std::net::TcpStream) -> std::io::Error {
     panic!("the connection kept delivering data");
 }
 
-/// An analyzer session recording `port` with `backend`, every connection listed.
-fn session_on_port(port: u16, backend: Backend) -> Session {
-    Session::start(SessionOptions {
-        attach: AttachOptions {
-            filter: FilterConfig {
-                ports: vec![port],
-                ..FilterConfig::default()
-            },
-            backend,
-            ..AttachOptions::default()
-        },
-        loadgen_events: vec![],
-        all: true,
-        ..SessionOptions::default()
-    })
-}
-
 /// A loopback connection to `listener` (client, server side) after three exchanges of
 /// data both ways.
 fn busy_pair(listener: &std::net::TcpListener) -> (std::net::TcpStream, std::net::TcpStream) {
@@ -591,7 +523,7 @@ fn busy_pair(listener: &std::net::TcpListener) -> (std::net::TcpStream, std::net
 fn genuine_and_injected_rsts(backend: Backend) -> (Report, u16, u16) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
-    let session = session_on_port(server.port(), backend);
+    let session = Session::on_port(server.port(), backend);
     // Both connections exchange data both ways first, so each end's TTL and IP IDs are known.
     let (mut genuine, s1) = busy_pair(&listener);
     socket2::SockRef::from(&s1)
@@ -622,9 +554,7 @@ fn genuine_and_injected_rsts(backend: Backend) -> (Report, u16, u16) {
     let code = injector.join().unwrap().expect("inject ran");
     assert_eq!(code, std::process::ExitCode::SUCCESS);
 
-    std::thread::sleep(Duration::from_millis(300));
-    let (outcome, report) = session.stop();
-    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let (_, report) = session.stop_drained();
     let genuine_port = genuine.local_addr().unwrap().port();
     let victim_port = victim.local_addr().unwrap().port();
     (report, genuine_port, victim_port)
@@ -716,7 +646,7 @@ fn ebpf_names_a_firewall_reset_on_a_busy_connection_possibly_injected() {
     use testbed::nft::{Hook, NftTable};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
-    let session = session_on_port(server.port(), Backend::Ebpf);
+    let session = Session::on_port(server.port(), Backend::Ebpf);
     let (mut c, s) = busy_pair(&listener);
     let port = c.local_addr().unwrap().port();
     let fw = NftTable::new(
@@ -730,9 +660,7 @@ fn ebpf_names_a_firewall_reset_on_a_busy_connection_possibly_injected() {
     let e = read_until_reset(&mut c);
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
     drop(fw);
-    std::thread::sleep(Duration::from_millis(300));
-    let (outcome, report) = session.stop();
-    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let (_, report) = session.stop_drained();
     let r = serde_json::to_value(&report).unwrap();
     let v = client_conn(&r, port);
     assert_eq!(v["cause"], "rst_possibly_injected", "{v:#}");
@@ -783,13 +711,11 @@ fn silent_server(
 #[test]
 fn foreign_client_empty_reply_from_tcp_counters() {
     let (addr, server) = silent_server(3, Duration::ZERO);
-    let session = session_on_port(addr.port(), Backend::Ebpf);
+    let session = Session::on_port(addr.port(), Backend::Ebpf);
     let url = format!("http://{addr}/");
     run_failing_curl("empty reply", &[url], 3);
     server.join().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let (outcome, report) = session.stop();
-    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let (_, report) = session.stop_drained();
     let r = serde_json::to_value(&report).unwrap();
     let t = assert_top(&r, "empty_reply");
     assert_eq!(t["count"], 3, "{t:#}");
@@ -801,7 +727,7 @@ fn foreign_client_empty_reply_from_tcp_counters() {
 #[test]
 fn foreign_client_gives_up_on_a_silent_server() {
     let (addr, server) = silent_server(2, Duration::from_secs(2));
-    let session = session_on_port(addr.port(), Backend::Ebpf);
+    let session = Session::on_port(addr.port(), Backend::Ebpf);
     let url = format!("http://{addr}/");
     for _ in 0..2 {
         let st = Command::new("curl")
@@ -811,9 +737,7 @@ fn foreign_client_gives_up_on_a_silent_server() {
         assert_eq!(st.code(), Some(28), "curl timed out");
     }
     server.join().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let (outcome, report) = session.stop();
-    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let (_, report) = session.stop_drained();
     let r = serde_json::to_value(&report).unwrap();
     let t = assert_top(&r, "no_answer_client_gave_up");
     assert_eq!(t["count"], 2, "{t:#}");

@@ -2,16 +2,13 @@
 //! each server starts and answers its healthy path, and each fault path fails the way
 //! the real software fails, as real clients see it. The last test runs the analyzer's
 //! eBPF session beside curl against nginx (needs root).
+mod analyzer_support;
+
 use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use analyzer::{
-    attach::{AttachOptions, AttachOutcome, Backend},
-    recording::FilterConfig,
-    report::Report,
-    session::{self, SessionOptions},
-};
+use analyzer::attach::Backend;
+use analyzer_support::{Session, assert_top};
 use testbed::foreign::{
     ClientRun, DEFAULT_CERT_NAME, GoClient, GoServer, Haproxy, NGINX_KEEPALIVE_REQUESTS, Nginx,
     PythonGet, SERVER_NAME, curl, h2load, nghttp,
@@ -286,72 +283,19 @@ fn go_client_binary_is_stripped() {
     assert!(has(b".gopclntab\0"));
 }
 
-/// An analyzer session on its own thread, as `analyzer attach` runs it (the pattern of
-/// analyzer_faults.rs).
-struct Session {
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<anyhow::Result<(AttachOutcome, Report)>>,
-}
-
-impl Session {
-    /// Starts an eBPF session recording `port`, every connection listed; returns once
-    /// it is attached.
-    fn on_port(port: u16) -> Self {
-        let mut opts = SessionOptions {
-            attach: AttachOptions {
-                filter: FilterConfig {
-                    ports: vec![port],
-                    ..FilterConfig::default()
-                },
-                backend: Backend::Ebpf,
-                ..AttachOptions::default()
-            },
-            loadgen_events: vec![],
-            all: true,
-            ..SessionOptions::default()
-        };
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        opts.attach.ready = Some(ready_tx);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(session::run(&opts, async {
-                let _ = stop_rx.await;
-            }))
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the analyzer attached");
-        Self { stop, thread }
-    }
-
-    /// Stops it and returns what it saw and its report.
-    fn stop(self) -> (AttachOutcome, Report) {
-        self.stop.send(()).unwrap();
-        self.thread.join().unwrap().expect("analyzer session")
-    }
-}
-
 /// curl gets nginx's `return 444` (a close with no reply) three times; the analyzer,
 /// from the kernel's TCP counters alone, names it an empty reply. Needs root.
 #[test]
 fn analyzer_names_nginx_444_an_empty_reply_for_curl() {
     let nginx = Nginx::start().expect("nginx starts");
     let a = nginx.http_addr();
-    let session = Session::on_port(a.port());
+    let session = Session::on_port(a.port(), Backend::Ebpf);
     for _ in 0..3 {
         let run = curl(&[&url("http", a, "/444")]).unwrap();
         assert_code(&run, 52, "curl /444");
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let (outcome, report) = session.stop();
-    assert_eq!(outcome.stats.reserve_failed, 0, "{outcome:?}");
+    let (_, report) = session.stop_drained();
     let r = serde_json::to_value(&report).unwrap();
-    let causes = r["causes"].as_array().expect("causes");
-    assert!(!causes.is_empty(), "no causes: {r:#}");
-    assert_eq!(causes[0]["id"], "empty_reply", "top cause; report: {r:#}");
-    assert_eq!(causes[0]["count"], 3, "{:#}", causes[0]);
+    let t = assert_top(&r, "empty_reply");
+    assert_eq!(t["count"], 3, "{t:#}");
 }

@@ -1,5 +1,6 @@
-//! A live analyzer session on its own thread, as `analyzer attach` runs it, for the
-//! end-to-end tests of its verdicts on foreign clients.
+//! A live analyzer session on its own thread, as `analyzer attach` runs it (the library
+//! path the binary uses), for the end-to-end tests of its verdicts, and the report
+//! helpers they share.
 #![allow(dead_code, reason = "each test file uses part of it")]
 use std::{process::Command, sync::mpsc, time::Duration};
 
@@ -19,102 +20,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session recording `port` with `backend`; returns once it is attached.
+    /// Starts a session recording `port` with `backend`, every connection listed;
+    /// returns once it is attached.
     pub fn on_port(port: u16, backend: Backend) -> Self {
-        Self::start(SessionOptions {
-            attach: AttachOptions {
-                filter: FilterConfig {
-                    ports: vec![port],
-                    ..FilterConfig::default()
-                },
-                backend,
-                ..AttachOptions::default()
-            },
-            all: true,
-            ..SessionOptions::default()
-        })
+        Self::on_port_with_probe(port, backend, ProbeOptions::default())
     }
 
-    /// [`Self::on_port`] with these certificate probe options (`--no-probe`, `--cacert`,
-    /// `--probe-timeout`).
-    pub fn on_port_with_probe(port: u16, backend: Backend, probe: ProbeOptions) -> Self {
-        Self::start(SessionOptions {
-            attach: AttachOptions {
-                filter: FilterConfig {
-                    ports: vec![port],
-                    ..FilterConfig::default()
-                },
-                backend,
-                ..AttachOptions::default()
-            },
-            all: true,
-            probe,
-            ..SessionOptions::default()
-        })
-    }
-
-    /// Starts the session and returns once it is attached.
-    pub fn start(mut opts: SessionOptions) -> Self {
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        opts.attach.ready = Some(ready_tx);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(session::run(&opts, async {
-                let _ = stop_rx.await;
-            }))
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the analyzer attached");
-        Self { stop, thread }
-    }
-
-    /// Waits for the last events to reach the ring, stops, checks nothing was lost, and
-    /// returns the outcome and the report as JSON.
-    pub fn finish(self) -> (AttachOutcome, Value) {
-        std::thread::sleep(Duration::from_millis(300));
-        self.stop.send(()).unwrap();
-        let (outcome, report) = self.thread.join().unwrap().expect("analyzer session");
-        assert_eq!(outcome.stats.reserve_failed, 0, "events lost: {outcome:?}");
-        assert_eq!(outcome.stats.read_failed, 0, "{outcome:?}");
-        assert_eq!(outcome.decode_errors, 0, "{outcome:?}");
-        (outcome, serde_json::to_value(&report).unwrap())
-    }
-}
-
-/// The causes of a report.
-pub fn causes(r: &Value) -> &Vec<Value> {
-    r["causes"].as_array().expect("causes")
-}
-
-/// The top cause, which must be `id`.
-pub fn assert_top<'a>(r: &'a Value, id: &str) -> &'a Value {
-    let c = causes(r);
-    assert!(!c.is_empty(), "no causes: {r:#}");
-    assert_eq!(c[0]["id"], id, "top cause; report: {r:#}");
-    &c[0]
-}
-
-/// `curl -s -o /dev/null --max-time 5 ARGS`: its exit code.
-pub fn curl(args: &[&str]) -> Option<i32> {
-    Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "5"])
-        .args(args)
-        .status()
-        .expect("curl runs")
-        .code()
-}
-
-/// Everything a value says, as one string to search.
-pub fn text(v: &Value) -> String {
-    v.to_string()
-}
-
-impl Session {
     /// Starts a session recording every port of `ports` (at most 16) with `backend`,
     /// also probing the Go binaries `tls_exes` (`--tls-exe`), with these certificate
     /// probe options; returns once it is attached.
@@ -139,4 +50,88 @@ impl Session {
             ..SessionOptions::default()
         })
     }
+
+    /// [`Self::on_port`] with these certificate probe options (`--no-probe`, `--cacert`,
+    /// `--probe-timeout`).
+    pub fn on_port_with_probe(port: u16, backend: Backend, probe: ProbeOptions) -> Self {
+        Self::on_ports(vec![port], backend, vec![], probe)
+    }
+
+    /// Starts the session and returns once it is attached.
+    pub fn start(mut opts: SessionOptions) -> Self {
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        opts.attach.ready = Some(ready_tx);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(session::run(&opts, async {
+                let _ = stop_rx.await;
+            }))
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the analyzer attached");
+        Self { stop, thread }
+    }
+
+    /// Stops it at once and returns what it saw and its report, unchecked.
+    pub fn stop(self) -> (AttachOutcome, Report) {
+        self.stop.send(()).unwrap();
+        self.thread.join().unwrap().expect("analyzer session")
+    }
+
+    /// Waits for the last events (FIN/RST exchanges, destroys) to reach the ring, stops,
+    /// checks the ring lost none, and returns what it saw and its report.
+    pub fn stop_drained(self) -> (AttachOutcome, Report) {
+        std::thread::sleep(Duration::from_millis(300));
+        let (outcome, report) = self.stop();
+        assert_eq!(outcome.stats.reserve_failed, 0, "events lost: {outcome:?}");
+        (outcome, report)
+    }
+
+    /// [`Self::stop_drained`], also checking every event was read and decoded; returns
+    /// the outcome and the report as JSON.
+    pub fn finish(self) -> (AttachOutcome, Value) {
+        let (outcome, report) = self.stop_drained();
+        assert_eq!(outcome.stats.read_failed, 0, "{outcome:?}");
+        assert_eq!(outcome.decode_errors, 0, "{outcome:?}");
+        (outcome, serde_json::to_value(&report).unwrap())
+    }
+}
+
+/// The causes of a report.
+pub fn causes(r: &Value) -> &Vec<Value> {
+    r["causes"].as_array().expect("causes")
+}
+
+/// The top cause, which must be there.
+pub fn top(r: &Value) -> &Value {
+    let c = causes(r);
+    assert!(!c.is_empty(), "no causes: {r:#}");
+    &c[0]
+}
+
+/// The top cause, which must be `id`.
+pub fn assert_top<'a>(r: &'a Value, id: &str) -> &'a Value {
+    let t = top(r);
+    assert_eq!(t["id"], id, "top cause; report: {r:#}");
+    t
+}
+
+/// `curl -s -o /dev/null --max-time 5 ARGS`: its exit code.
+pub fn curl(args: &[&str]) -> Option<i32> {
+    Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "5"])
+        .args(args)
+        .status()
+        .expect("curl runs")
+        .code()
+}
+
+/// Everything a value says, as one string to search.
+pub fn text(v: &Value) -> String {
+    v.to_string()
 }
