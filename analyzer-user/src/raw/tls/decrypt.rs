@@ -179,6 +179,8 @@ enum Stop {
     TooLate,
     /// The connection ended with no key for it.
     NoKey,
+    /// The ServerHello chose a version or suite this does not decrypt.
+    Unsupported,
 }
 
 /// TLS 1.3 epochs of one direction (RFC 8446 section 7.1).
@@ -411,7 +413,8 @@ impl TlsDecryptor {
         loop {
             let Some(chosen) = self.chosen else { return };
             let Chosen::Suite { suite, random } = chosen else {
-                self.queue.clear();
+                self.stop(false, Stop::Unsupported, out);
+                self.stop(true, Stop::Unsupported, out);
                 return;
             };
             let Some(p) = self.queue.front() else { return };
@@ -570,13 +573,15 @@ impl TlsDecryptor {
             return;
         }
         self.pump(true, out);
+        let c = self.counters();
+        if matches!(self.chosen, Some(Chosen::Unsupported)) {
+            Counters::add(&c.connections_unsupported, 1);
+            return;
+        }
         if self.decrypted_any || !self.saw_encrypted {
             return;
         }
-        let c = self.counters();
-        let n = if matches!(self.chosen, Some(Chosen::Unsupported)) {
-            &c.connections_unsupported
-        } else if self.dirs.iter().any(|d| d.stopped == Some(Stop::TooLate))
+        let n = if self.dirs.iter().any(|d| d.stopped == Some(Stop::TooLate))
             && self.client_random.is_some_and(|cr| self.keylog.knows(&cr))
         {
             &c.connections_keys_too_late

@@ -240,10 +240,16 @@ impl Reader {
     /// Reads the file on from `offset` and takes every complete line. A file shorter
     /// than what was read was truncated (or replaced): it is read again from its start.
     fn read_on(&mut self, path: &Path) {
-        if self.file.metadata().is_ok_and(|m| m.len() < self.offset) {
-            self.offset = 0;
-            self.partial.clear();
-            let _ = self.file.seek(SeekFrom::Start(0));
+        // One fstat when nothing was appended: connections of clients that export no
+        // keys ask again with each record until they give up.
+        match self.file.metadata().map(|m| m.len()) {
+            Ok(len) if len == self.offset => return,
+            Ok(len) if len < self.offset => {
+                self.offset = 0;
+                self.partial.clear();
+                let _ = self.file.seek(SeekFrom::Start(0));
+            }
+            _ => {}
         }
         let mut buf = Vec::new();
         if let Err(e) = self.file.read_to_end(&mut buf) {

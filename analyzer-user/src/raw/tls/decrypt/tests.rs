@@ -167,6 +167,11 @@ impl Plain {
 /// A decryptor for `w`'s connection, told its hellos as the TLS observer reads them.
 fn decryptor(w: &Wire, keylog: Arc<KeyLog>) -> TlsDecryptor {
     let mut d = TlsDecryptor::new(keylog);
+    hellos(w, &mut d);
+    d
+}
+
+fn hellos(w: &Wire, d: &mut TlsDecryptor) {
     for from_server in [false, true] {
         let mut o = TlsObserver::new();
         let mut facts = Vec::new();
@@ -183,7 +188,6 @@ fn decryptor(w: &Wire, keylog: Arc<KeyLog>) -> TlsDecryptor {
             }
         }
     }
-    d
 }
 
 fn feed(d: &mut TlsDecryptor, flights: &[(bool, Vec<u8>)], out: &mut Plain) {
@@ -317,6 +321,30 @@ fn a_connection_with_no_key_is_counted_at_its_end() {
     let st = log.stats();
     assert_eq!(
         (st.connections_no_key, st.connections_decrypted),
+        (1, 0),
+        "{st:?}"
+    );
+}
+
+/// A suite this does not decrypt (here a CBC one, as if the ServerHello had chosen it):
+/// nothing is tried, nothing held, and the connection counted as unsupported.
+#[test]
+fn an_unsupported_suite_is_counted_not_tried() {
+    let mut w = Wire::new(TLS12_SUITES[0], &rustls::version::TLS12);
+    w.exchange(b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n");
+    let log = Arc::new(KeyLog::open(&keylog_file("unsupported", &w.keylog_lines())).unwrap());
+    let mut d = TlsDecryptor::new(Arc::clone(&log));
+    // TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA chosen first: the real ServerHello is ignored.
+    d.server_hello([0; 32], crate::raw::tls::TLS12, 0xc013);
+    hellos(&w, &mut d);
+    let mut p = Plain::default();
+    feed(&mut d, &w.flights, &mut p);
+    d.finish(&mut p.sink());
+    assert_eq!(p.bytes, [Vec::<u8>::new(), Vec::new()]);
+    assert!(d.is_stopped(false) && d.is_stopped(true));
+    let st = log.stats();
+    assert_eq!(
+        (st.connections_unsupported, st.records_failed_auth),
         (1, 0),
         "{st:?}"
     );
