@@ -320,3 +320,41 @@ fn a_missing_keylog_is_an_error_naming_it() {
         .expect_err("--keylog is the raw backend's");
     assert!(format!("{e:#}").contains("--backend raw"), "{e:#}");
 }
+
+/// Ten answers of 512 KiB on one h2 connection (5 MB, past the 256 KiB cleartext
+/// inspection stops at): with the key log it is read to its end, every request answered,
+/// the tally complete, no failure.
+#[test]
+fn a_connection_of_megabytes_is_read_to_its_end() {
+    let flags = &[
+        "--http2",
+        "--connections",
+        "1",
+        "--rate",
+        "20",
+        "--duration",
+        "500ms",
+    ];
+    let (r, stats) = analyze("ok:size=524288", Client::Loadgen(flags), true);
+    assert!(causes(&r).is_empty(), "{r:#}");
+    let conns = r["connections"].as_array().expect("connections");
+    let tallies: Vec<&Value> = conns
+        .iter()
+        .map(|c| &c["http"])
+        .filter(|h| !h.is_null())
+        .collect();
+    assert_eq!(tallies.len(), 1, "one connection: {r:#}");
+    let t = tallies[0];
+    assert_eq!(t["protocol"], "h2", "{t:#}");
+    assert_eq!(
+        (&t["requests"], &t["answered"]),
+        (&Value::from(10), &Value::from(10)),
+        "{t:#}"
+    );
+    assert_eq!(t["incomplete"], false, "{t:#}");
+    assert!(
+        stats["plaintext_bytes"].as_u64().unwrap() > 5 << 20,
+        "{stats:#}"
+    );
+    assert_decrypted(&stats, 1);
+}
