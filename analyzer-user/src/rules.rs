@@ -40,6 +40,10 @@
 //!     Then `empty_reply` / `no_answer_client_gave_up` — from the kernel's TCP counters
 //!     (eBPF backend): the client's request was acknowledged and not one byte came back
 //!     before the server's FIN, or before the client closed.
+//!     Then, left unattributed saying why (`encrypted_after_fin`): the kernel alone saw
+//!     the server's FIN and an RST answering TLS records the client sent after it, no
+//!     plaintext read: a request or only the client's close, which 11 and 14 would
+//!     otherwise guess.
 //! 11. `idle_race` — the request was written into a connection the server had already
 //!     closed (its FIN or RST provably came first: by the clocks, or by the kernel's
 //!     RST in CLOSE_WAIT), or one idle past the threshold. Before 13 and 14, which it
@@ -62,6 +66,7 @@ use crate::{
 
 mod answer;
 mod connect;
+mod encrypted;
 mod h2;
 mod injected;
 mod plaintext;
@@ -79,6 +84,7 @@ pub use connect::{
     connect_refused, generator_overload, listen_overflow_or_syn_drop, local_fd_exhaustion,
     local_port_exhaustion,
 };
+pub use encrypted::encrypted_after_fin;
 pub use h2::{h2_goaway, h2_rst_stream, http_status, protocol_error};
 pub use injected::rst_possibly_injected;
 pub use plaintext::http_answer_cut;
@@ -240,6 +246,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("rst_possibly_injected", rst_possibly_injected),
     ("http_answer_cut", http_answer_cut),
     ("request_unanswered", request_unanswered),
+    ("encrypted_after_fin", encrypted_after_fin),
     ("idle_race", idle_race),
     ("rst_sent_by_this_host", rst_sent_by_this_host),
     ("server_abort_mid_request", server_abort_mid_request),

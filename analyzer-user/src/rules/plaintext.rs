@@ -73,15 +73,6 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
         return Some(idle_race(k, t, fin, sent));
     }
     let what = outstanding(t).replace("{conn}", &conn_label(k));
-    // The server closed with requests unanswered after sending bytes the client never
-    // read: they may be the answer or the reason (an HTTP/2 GOAWAY, an error status).
-    // Undecided, rather than a server close it may not be.
-    if f.closed_first == Some(Closer::Peer)
-        && t.unanswered > 0
-        && let Some(unread) = k.unread_by_client()
-    {
-        return Some(unread_undecided(k, t, unread, what));
-    }
     let nothing_back = t.answered == 0 && t.cut_mid_answer == 0;
     // A TLS client that sent a close_notify or an alert before the server closed was
     // ending the connection itself, whoever's FIN came first.
@@ -89,6 +80,16 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
         (Closer::Peer, Some(tc)) if f.peer_fin_unix_ns.is_some_and(|fin| tc < fin) => Closer::Local,
         (c, _) => c,
     };
+    // The server closed with requests unanswered after sending bytes the client never
+    // read: they may be the answer or the reason (an HTTP/2 GOAWAY, an error status).
+    // Undecided, rather than a server close it may not be. (A client that closed first
+    // leaves the server's answering close_notify unread: that says nothing.)
+    if closer == Closer::Peer
+        && t.unanswered > 0
+        && let Some(unread) = k.unread_by_client()
+    {
+        return Some(unread_undecided(k, t, unread, what));
+    }
     let (cause, title, ts, end) = match (closer, nothing_back) {
         _ if t.client_cancelled > 0 && t.unanswered == 0 && t.cut_mid_answer == 0 => (
             "no_answer_client_gave_up",
@@ -260,6 +261,18 @@ mod tests {
         assert_eq!(read_all.kernel.as_ref().unwrap().unread_by_client(), None);
         let (_, v) = attribute(&read_all.case());
         assert_eq!(v.cause, "empty_reply", "{v:?}");
+    }
+
+    /// A TLS client that gave up (its close_notify before the server's FIN) leaves the
+    /// server's answering close_notify unread: that is no reason to doubt it gave up.
+    #[test]
+    fn unread_bytes_after_the_clients_own_close_say_nothing() {
+        let mut fx = closed_unanswered(46, 0);
+        let t = fx.kernel.as_mut().unwrap().http.as_mut().unwrap();
+        t.protocol = "http/1.1".into();
+        t.client_tls_close_unix_ns = Some(at(29));
+        let (_, v) = attribute(&fx.case());
+        assert_eq!(v.cause, "no_answer_client_gave_up", "{v:?}");
     }
 
     fn rule_name(i: usize) -> &'static str {

@@ -29,7 +29,7 @@ fn relative(t: u64, reference: u64, what: &str) -> String {
 
 /// The peer's FIN, then an RST received in CLOSE_WAIT: data was sent after the peer
 /// closed (a client socket's record, its FIN and RST times).
-fn fin_then_rst(k: Option<&ConnRecord>) -> Option<(&ConnRecord, u64, u64)> {
+pub(super) fn fin_then_rst(k: Option<&ConnRecord>) -> Option<(&ConnRecord, u64, u64)> {
     let k = k.filter(|k| k.role != Role::Server)?;
     let f = &k.facts;
     if f.rst_state != Some(TcpState::CloseWait) {
