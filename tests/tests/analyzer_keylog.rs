@@ -4,67 +4,37 @@
 //! key log, no loadgen events joined (every client is foreign to it). With the keys the
 //! HTTP/2 GOAWAY, RST_STREAM and statuses inside TLS are named per request, as for
 //! cleartext; the same run without the key log names none of them. Needs root.
-use std::{path::PathBuf, process::Command, sync::mpsc, time::Duration};
+mod analyzer_support;
+
+use std::{path::PathBuf, process::Command};
 
 use analyzer::{
-    attach::{AttachOptions, AttachOutcome, Backend},
+    attach::{AttachOptions, Backend},
     recording::FilterConfig,
-    report::Report,
     session::{self, SessionOptions},
 };
+use analyzer_support::Session;
 use clap::Parser;
 use loadgen::cli::{Cli, Command as LgCommand};
 use serde_json::Value;
 use testbed::{Config, Testbed};
 
-/// An analyzer session on its own thread, as `analyzer attach` runs it.
-struct Session {
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<anyhow::Result<(AttachOutcome, Report)>>,
-}
-
-impl Session {
-    /// The raw backend on `port`, decrypting with `keylog` when given.
-    fn start(port: u16, keylog: Option<PathBuf>) -> Self {
-        let mut opts = SessionOptions {
-            attach: AttachOptions {
-                filter: FilterConfig {
-                    ports: vec![port],
-                    ..FilterConfig::default()
-                },
-                backend: Backend::Raw,
-                keylog,
-                ..AttachOptions::default()
+/// The raw backend on `port`, every connection listed, decrypting with `keylog` when
+/// given.
+fn raw_session(port: u16, keylog: Option<PathBuf>) -> Session {
+    Session::start(SessionOptions {
+        attach: AttachOptions {
+            filter: FilterConfig {
+                ports: vec![port],
+                ..FilterConfig::default()
             },
-            all: true,
-            ..SessionOptions::default()
-        };
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        opts.attach.ready = Some(ready_tx);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(session::run(&opts, async {
-                let _ = stop_rx.await;
-            }))
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the analyzer attached");
-        Self { stop, thread }
-    }
-
-    /// Lets the capture read the last packets, stops, and returns the report as JSON.
-    fn finish(self) -> (AttachOutcome, Value) {
-        std::thread::sleep(Duration::from_millis(300));
-        self.stop.send(()).unwrap();
-        let (outcome, report) = self.thread.join().unwrap().expect("analyzer session");
-        assert_eq!(outcome.stats.reserve_failed, 0, "packets lost: {outcome:?}");
-        (outcome, serde_json::to_value(&report).unwrap())
-    }
+            backend: Backend::Raw,
+            keylog,
+            ..AttachOptions::default()
+        },
+        all: true,
+        ..SessionOptions::default()
+    })
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -112,7 +82,7 @@ fn analyze(fault: &str, client: Client<'_>, with_keylog: bool) -> (Value, Value)
         .collect();
     // The client always writes its keys; the analyzer reads them only when asked.
     let keys = empty_keylog(&format!("{stem}.keys.log"));
-    let session = Session::start(addr.port(), with_keylog.then(|| keys.clone()));
+    let session = raw_session(addr.port(), with_keylog.then(|| keys.clone()));
     let name = tb.server_name().to_owned();
     let url = format!("https://{name}:{}/", addr.port());
     let resolve = format!("{name}:{}:{}", addr.port(), addr.ip());
