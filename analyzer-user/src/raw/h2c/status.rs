@@ -6,9 +6,27 @@
 //! one block is missed or does not decode, later ones may name entries this decoder never
 //! saw. Then reading stops for the direction, and every later block counts as lost:
 //! statuses are never guessed.
+//!
+//! The decoder is our own ([`hpack`]), for cost. loona-hpack 0.4.3, used before, builds a
+//! `HashMap` of the 257 Huffman codes for every Huffman-coded string: with the full
+//! capture of an h2load run that was about 70% of the analyzer's CPU, ~100 us per
+//! response (BENCHMARKS.md, "HPACK status decoding"). No maintained crate serves instead
+//! (checked 2026-12-07): `h2` 0.4.20 keeps its decoder (a static Huffman state table)
+//! in a private module even with its `unstable` feature, which exposes only `frame`,
+//! `proto` and `Codec`, and it checks every field as HTTP (a `:status` that is not a
+//! status, an unknown pseudo-header or a bad header name fails the whole block, where a
+//! fault analyzer must read past them); fluke-hpack is loona-hpack's own predecessor,
+//! with the same per-string `HashMap`; `hpack` 0.3 is unmaintained, with a RustSec
+//! advisory for a decoder that panics on input such as `[0x3f]`; httlib-hpack (last
+//! release 2020) indexes past the end of a truncated integer. Decoding only needs
+//! integers, strings, the two tables and the Huffman code (RFC 7541 sections 2-6,
+//! Appendix B); [`hpack`] follows loona-hpack's rules exactly, its tests check the two
+//! agree on random blocks, and so does the `hpack` fuzz target on statuses.
 use std::fmt;
 
-use loona_hpack::Decoder;
+use hpack::Decoder;
+
+mod hpack;
 
 /// The largest dynamic table the decoder follows, in bytes (RFC 7541 section 4.1 size).
 /// A server starts at 4096 (RFC 9113 section 6.5.2) and may grow it by a size update
@@ -48,7 +66,7 @@ pub enum BlockStatus {
 
 /// The HPACK decoder of one direction, until its state is lost.
 pub struct StatusReader {
-    decoder: Option<Decoder<'static>>,
+    decoder: Option<Decoder>,
     lost: Option<HpackLoss>,
     /// The frame decoder's cap: longer blocks come without their bytes.
     max_block_bytes: usize,
@@ -66,10 +84,8 @@ impl fmt::Debug for StatusReader {
 impl StatusReader {
     /// A reader at the start of the direction, given blocks of at most `max_block_bytes`.
     pub fn new(max_block_bytes: usize) -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(MAX_TABLE_BYTES);
         StatusReader {
-            decoder: Some(decoder),
+            decoder: Some(Decoder::new(MAX_TABLE_BYTES)),
             lost: None,
             max_block_bytes,
         }
@@ -103,9 +119,9 @@ impl StatusReader {
         let mut status = None;
         // Every field is decoded, though only `:status` is kept: each may change the
         // dynamic table.
-        let result = decoder.decode_with_cb(block, |name, value| {
-            if status.is_none() && &name[..] == b":status" {
-                status = Some(parse_status(&value));
+        let result = decoder.decode(block, |name, value| {
+            if status.is_none() && name == b":status" {
+                status = Some(parse_status(value));
             }
         });
         match (result, status.flatten()) {
