@@ -115,7 +115,7 @@ fn test() -> Result<()> {
 const FUZZ_SECONDS_IN_TEST: u32 = 20;
 
 /// The cargo-fuzz targets in `fuzz/` (see fuzz/Cargo.toml).
-const FUZZ_TARGETS: &[&str] = &["targets", "h2frame", "packet", "tls"];
+const FUZZ_TARGETS: &[&str] = &["targets", "h2frame", "packet", "tls", "hpack"];
 
 /// Runs each fuzz target for `seconds`; a crash fails the run and leaves the input
 /// under fuzz/artifacts/.
