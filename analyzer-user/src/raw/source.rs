@@ -203,13 +203,15 @@ fn capture_loop(
     let mut last_flush = Instant::now();
     let mut last_expire = Instant::now();
     let link = cap.link;
+    // The kernel stamps each packet with CLOCK_REALTIME; the tracker also wants the
+    // monotonic time, read back through the clock's offset taken at start.
+    let mono_to_unix = clock.to_unix_ns(0);
     while !shared.stop.load(Ordering::Relaxed) {
-        match cap.next_frame() {
+        match cap.next_packet() {
             Ok(Some(frame)) => {
-                // Stamped when read: pnet does not hand over the kernel's receive time.
-                let ts_ns = mono_ns();
-                let ts_unix_ns = clock.to_unix_ns(ts_ns);
-                match parse_frame(link, frame) {
+                let ts_unix_ns = frame.ts_unix_ns;
+                let ts_ns = ts_unix_ns.saturating_sub(mono_to_unix);
+                match parse_frame(link, frame.data) {
                     Ok(Packet::Tcp(seg))
                         if addrs.is_empty()
                             || addrs.contains(&seg.src.ip())
@@ -256,6 +258,10 @@ fn capture_loop(
         let _ = tx.blocking_send(batch);
     }
     let c: CaptureCounts = cap.counts();
+    if c.bad_blocks > 0 || c.freezes > 0 {
+        tracing::warn!(iface = %cap.name, bad_blocks = c.bad_blocks, freezes = c.freezes,
+            "capture ring: blocks given back unread (inconsistent headers) or ring full");
+    }
     IfaceCounts {
         name: cap.name.clone(),
         packets: c.packets,
