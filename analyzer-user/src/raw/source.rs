@@ -199,7 +199,8 @@ fn capture_loop(
     clock: Clock,
     addrs: &[IpAddr],
 ) -> IfaceCounts {
-    let mut batch: Vec<Observed> = Vec::new();
+    const BATCH: usize = 256;
+    let mut batch: Vec<Observed> = Vec::with_capacity(BATCH);
     let mut last_flush = Instant::now();
     let mut last_expire = Instant::now();
     let link = cap.link;
@@ -239,16 +240,20 @@ fn capture_loop(
                 break;
             }
         }
+        // One clock read per frame; a full batch is handed over and replaced by one of
+        // the same capacity (no regrowth, no copying as it fills).
+        let now = Instant::now();
         if !batch.is_empty()
-            && (batch.len() >= 256 || last_flush.elapsed() >= Duration::from_millis(10))
+            && (batch.len() >= BATCH || now - last_flush >= Duration::from_millis(10))
         {
-            if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.blocking_send(full).is_err() {
                 break;
             }
-            last_flush = Instant::now();
+            last_flush = now;
         }
-        if last_expire.elapsed() >= Duration::from_secs(1) {
-            last_expire = Instant::now();
+        if now - last_expire >= Duration::from_secs(1) {
+            last_expire = now;
             if let Ok(mut t) = shared.tracker.lock() {
                 t.expire(clock.to_unix_ns(mono_ns()), FLOW_IDLE.as_nanos() as u64);
             }
