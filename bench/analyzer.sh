@@ -50,7 +50,10 @@
 # --connections), WRK_CHURN (1), WRK_CONNS (50), BURST (1), BURST_DUR (3), RSS_DUR (60),
 # RSS_RATE (5000), PORT (18490), PROFILE (1), TOOLS ("none analyzer tcpdump bpftrace";
 # bcc is added when it works), SKIP_INSTALL=1, SKIP_BUILD=1. Tools run in a different
-# order each round (rotated).
+# order each round (rotated). TOOLS may also name `raw` (`analyzer attach --backend raw`,
+# the AF_PACKET capture) and `raw-base` (the same with the analyzer binary given as
+# BASE_ANALYZER=/path, e.g. built from an older commit in a worktree): the ratios then
+# include each one's CPU per captured packet divided by tcpdump's in the same run.
 #
 # Traffic goes to 127.0.0.1 only. Every loop is bounded (rounds x rates x tools, and
 # every wait has a limit); every run is under `timeout`. Ctrl-C or any exit stops every
@@ -160,6 +163,8 @@ trap 'exit 143' TERM
 
 AN=$TMP/analyzer LOADGEN=$TMP/loadgen
 cp target/release/analyzer "$AN"
+AN_BASE=$TMP/analyzer-base
+if [[ -n ${BASE_ANALYZER:-} ]]; then cp "$BASE_ANALYZER" "$AN_BASE"; fi
 cp target/release/loadgen "$LOADGEN"
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git status --porcelain -- analyzer-user analyzer-ebpf analyzer-common loadgen 2>/dev/null) ]]; then
@@ -237,6 +242,12 @@ tool_cmd() {
     case $1 in
         analyzer) CMD=("$AN" attach --port "$PORT" --quiet --out "$TMP/r.json")
                   READY='^attached:' STOPSIG=TERM ;;
+        raw | raw-base)
+                  local bin=$AN
+                  [[ $1 == raw-base ]] && bin=$AN_BASE
+                  [[ -x $bin ]] || die "$1: no binary (set BASE_ANALYZER)"
+                  CMD=("$bin" attach --backend raw --port "$PORT" --quiet --out "$TMP/r.json")
+                  READY='^attached:' STOPSIG=TERM ;;
         tcpdump)  CMD=(tcpdump -i lo -n -Z root -w "$TMP/x.pcap" port "$PORT")
                   READY='listening on' STOPSIG=TERM ;;
         bpftrace) CMD=(bpftrace "$TMP/tcplife.bt")
@@ -302,6 +313,10 @@ if tool == "analyzer":
         note += f",report_lost={rl}"
     except Exception as e:
         note += ",no_report_json"
+elif tool in ("raw", "raw-base"):
+    m = re.search(r"^capture: (\d+) packets on \S+, (\d+) dropped", err, re.M)
+    if m:
+        events, lost = int(m.group(1)), int(m.group(2))
 elif tool == "tcpdump":
     c = re.search(r"(\d+) packets captured", err)
     d = re.search(r"(\d+) packets dropped by kernel", err)
@@ -653,7 +668,8 @@ def g(phase):
     return out
 def busy(rs):
     return med(rs, "cpu0_busy_s") + med(rs, "cpu1_busy_s")
-what = {"analyzer": "events", "tcpdump": "packets", "bpftrace": "lines", "tcplife-bcc": "lines"}
+what = {"analyzer": "events", "tcpdump": "packets", "bpftrace": "lines", "tcplife-bcc": "lines", "raw": "packets",
+        "raw-base": "packets"}
 def per1k(rs):  # observer CPU-ms (user+sys of its process) per 1,000 recorded events/packets/lines
     return div(med(rs, "tool_cpu_s") * 1e6, med(rs, "tool_events"))
 def per1kconn(rs):  # observer CPU-ms per 1,000 connections
@@ -767,6 +783,16 @@ for tools in cm.values():
             s += (f"; with tcpdump / without {div(med(t, 'conn_s'), med(tools['none'], 'conn_s')):.3f}; analyzer / tcpdump "
                   f"CPU per 1k events/packets {div(per1k(a), per1k(t)):.1f}")
         print(s)
+for label, phase in (("churn", ch), ("churn at wrk's max", cm)):
+    for target in sorted(phase, key=lambda t: int(t) if t.isdigit() else 10**9):
+        tools = phase[target]
+        for raw in ("raw", "raw-base"):
+            if raw in tools and "tcpdump" in tools:
+                r, t = tools[raw], tools["tcpdump"]
+                at = f" {int(target):,}/s" if target.isdigit() else ""
+                print(f"- {label}{at}: {raw} backend / tcpdump CPU per packet {div(per1k(r), per1k(t)):.2f} "
+                      f"({per1k(r):.2f} vs {per1k(t):.2f} us per packet, {med(r, 'tool_events'):,.0f} vs "
+                      f"{med(t, 'tool_events'):,.0f} packets; drops at most {maxlost(r):,} vs {maxlost(t):,})")
 if ch:
     lossy = [t for t, tools in ch.items() if any(int(f(r["tool_lost"])) > 0 for r in tools.get("analyzer", []))]
     if lossy:
