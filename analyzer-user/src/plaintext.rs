@@ -57,6 +57,9 @@ struct Conn {
     last_plain_write_unix_ns: Option<u64>,
     /// What the client's reads on the socket returned, in all.
     bytes_read: u64,
+    /// When the TLS library's read first returned end of stream (OpenSSL's SSL_read 0:
+    /// the server's close_notify or FIN).
+    server_tls_end_unix_ns: Option<u64>,
 }
 
 /// Reads the captured calls of every tracked client socket.
@@ -157,6 +160,7 @@ impl Plaintext {
                     last_write_unix_ns: None,
                     last_plain_write_unix_ns: None,
                     bytes_read: 0,
+                    server_tls_end_unix_ns: None,
                 },
             );
         }
@@ -170,6 +174,14 @@ impl Plaintext {
                 c.last_plain_write_unix_ns = Some(d.ts_unix_ns);
             }
             (false, DataSource::Syscall) => c.bytes_read += d.total_len,
+            (false, _) if d.total_len == 0 => {
+                // The TLS library read the end of the server's stream.
+                c.server_tls_end_unix_ns.get_or_insert(d.ts_unix_ns);
+                if let Some(i) = &mut c.inner {
+                    i.end_of_stream(true);
+                }
+                return;
+            }
             (false, _) => {}
         }
         let (skaddr, client, server, ts) = (d.skaddr, c.client, c.server, d.ts_unix_ns);
@@ -214,6 +226,7 @@ fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
     let tls = c.inner.is_some();
     let (last_write, last_plain) = (c.last_write_unix_ns, c.last_plain_write_unix_ns);
     let bytes_read = c.bytes_read;
+    let server_tls_end = c.server_tls_end_unix_ns;
     let mut emit = |fact| {
         // When the client last wrote a request, and whether it then wrote a TLS record
         // of no plaintext (a close_notify or an alert: it was closing).
@@ -225,6 +238,7 @@ fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
                     _ => None,
                 };
                 t.bytes_read = Some(bytes_read);
+                t.server_tls_end_unix_ns = server_tls_end;
                 WireFact::Http(t)
             }
             other => other,

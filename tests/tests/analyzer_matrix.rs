@@ -187,6 +187,10 @@ const fn r(
 
 impl Row {
     /// Marks the row wrong today: the analyzer says `says`.
+    #[expect(
+        dead_code,
+        reason = "no cell is known wrong today; kept for the next fault or client that is"
+    )]
     const fn wrong(mut self, says: &'static str) -> Row {
         self.known_wrong = Some(says);
         self
@@ -227,8 +231,7 @@ const ROWS: &[Row] = &[
     r("goaway:ENHANCE_YOUR_CALM:after=0",  CurlH1Tls, Ebpf, NONE,                                              ANY,     "HTTP/1.1: Connection: close on each answer"),
     r("rst:after=0",                       CurlH1Tls, Ebpf, cause("server_abort_mid_request"),                 PER_REQ, "RST instead of the answer"),
     r("rst-mid-response",                  CurlH1Tls, Ebpf, cause("server_abort_mid_request"),                 PER_REQ, "RST after half the body"),
-    r("fin-mid-response",                  CurlH1Tls, Ebpf, cause("peer_fin_outstanding"),                     PER_REQ, "the server's close_notify can end the answer before its FIN: curl then closes first, with the cut answer in its plaintext")
-        .wrong("unattributed ×2 in some runs"),
+    r("fin-mid-response",                  CurlH1Tls, Ebpf, cause("peer_fin_outstanding"),                     PER_REQ, "the server's close_notify can end the answer before its FIN: curl then closes first, but its SSL_read returned the end of the server's stream before"),
     r("close-idle:500ms",                  CurlH1Tls, Ebpf, cause("idle_race"),                                ONE,     "over TLS curl misses the idle close, writes its 2nd request after the server's FIN, resends it anew"),
     r("stall",                             CurlH1Tls, Ebpf, cause("no_answer_client_gave_up"),                 PER_REQ, "curl's close_notify at its timeout: given up, whoever's FIN comes first"),
     r("slow:500ms",                        CurlH1Tls, Ebpf, NONE,                                              ANY,     "answered within the client's timeout"),

@@ -153,6 +153,11 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
         }
     } else if ret > 0 {
         ret as u64
+    } else if ret == 0 && call.dir == DataDir::Received as u32 {
+        // SSL_read returned 0: the TLS stream ended (the server's close_notify, or its
+        // FIN), sent on as a read of no bytes. (SSL_read_ex's 0 is any failure, a
+        // non-blocking WANT_READ too: it says nothing.)
+        0
     } else {
         return 0;
     };
@@ -164,7 +169,7 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
         // SAFETY: a plain u64 value.
         unsafe { SSL_SOCKS.get(key) }.copied().unwrap_or(0)
     };
-    if n == 0 || !tracked_client(skaddr) {
+    if (n == 0 && call.count_ptr != 0) || !tracked_client(skaddr) {
         return 0;
     }
     emit(&Emit {

@@ -169,6 +169,11 @@ pub struct HttpTally {
     /// an alert): it was ending the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_tls_close_unix_ns: Option<u64>,
+    /// TLS: when the client's TLS library first read the end of the server's stream
+    /// (OpenSSL's SSL_read returning 0: its close_notify, or its FIN): the server ended
+    /// the connection then, whatever the client's close did after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tls_end_unix_ns: Option<u64>,
     /// eBPF backend's capture: what the client's reads on the socket returned, in all
     /// (TLS records included). Less than the kernel's `bytes_received` means the server
     /// sent bytes the client never read ([`crate::table::ConnRecord::unread_by_client`]).

@@ -76,8 +76,18 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
     let nothing_back = t.answered == 0 && t.cut_mid_answer == 0;
     // A TLS client that sent a close_notify or an alert before the server closed was
     // ending the connection itself, whoever's FIN came first.
+    // And one whose TLS library read the server's end of stream (its close_notify)
+    // before closing was answering the server's close.
+    let server_ended_first = t
+        .server_tls_end_unix_ns
+        .is_some_and(|se| t.client_tls_close_unix_ns.is_none_or(|tc| se <= tc));
     let closer = match (f.closed_first?, t.client_tls_close_unix_ns) {
-        (Closer::Peer, Some(tc)) if f.peer_fin_unix_ns.is_some_and(|fin| tc < fin) => Closer::Local,
+        (Closer::Local, _) if server_ended_first => Closer::Peer,
+        (Closer::Peer, Some(tc))
+            if !server_ended_first && f.peer_fin_unix_ns.is_some_and(|fin| tc < fin) =>
+        {
+            Closer::Local
+        }
         (c, _) => c,
     };
     // The server closed with requests unanswered after sending bytes the client never
@@ -106,8 +116,12 @@ pub fn http_answer_cut(case: &Case<'_>) -> Option<Verdict> {
         (Closer::Peer, false) => (
             "peer_fin_outstanding",
             "the server closed the connection (FIN) with a request outstanding",
-            f.peer_fin_unix_ns?,
-            "then the server's FIN (ESTABLISHED→CLOSE_WAIT)",
+            f.peer_fin_unix_ns.or(t.server_tls_end_unix_ns)?,
+            if f.peer_fin_unix_ns.is_some() {
+                "then the server's FIN (ESTABLISHED→CLOSE_WAIT)"
+            } else {
+                "then the server ended its TLS stream (the client's TLS library read its close_notify or FIN before the client closed)"
+            },
         ),
         (Closer::PeerReset, _) => (
             "server_abort_mid_request",
@@ -273,6 +287,43 @@ mod tests {
         t.client_tls_close_unix_ns = Some(at(29));
         let (_, v) = attribute(&fx.case());
         assert_eq!(v.cause, "no_answer_client_gave_up", "{v:?}");
+    }
+
+    /// curl over TLS, an HTTP/1.1 answer cut: the server's close_notify ends the answer
+    /// before its FIN, curl reads it (SSL_read returns 0), sends its own close_notify
+    /// and FIN first. The server ended the connection: `peer_fin_outstanding`, not a
+    /// client that gave up (nor unattributed).
+    #[test]
+    fn a_tls_end_read_before_the_clients_close_makes_the_server_the_closer() {
+        use crate::names::TcpState::{Close, Established, FinWait1, FinWait2, SynSent, TimeWait};
+        let cut = |server_end: Option<u64>| {
+            let mut fx = Fx::kernel(&[
+                state(0, 1, Close, SynSent),
+                state(0, 1, SynSent, Established),
+                state(30, 1, Established, FinWait1),
+                state(31, 1, FinWait1, FinWait2),
+                state(32, 1, FinWait2, TimeWait),
+                destroy(32, 1, 7),
+            ]);
+            fx.kernel.as_mut().unwrap().http = Some(HttpTally {
+                protocol: "http/1.1".into(),
+                requests: 1,
+                cut_mid_answer: 1,
+                client_tls_close_unix_ns: Some(at(29)),
+                server_tls_end_unix_ns: server_end,
+                ..HttpTally::default()
+            });
+            fx
+        };
+        let k = cut(Some(at(28)));
+        assert_eq!(
+            k.kernel.as_ref().unwrap().facts.closed_first,
+            Some(Closer::Local)
+        );
+        let (_, v) = attribute(&k.case());
+        assert_eq!(v.cause, "peer_fin_outstanding", "{v:?}");
+        // Without the end of stream read, the client closed first, mid-answer: no claim.
+        assert!(http_answer_cut(&cut(None).case()).is_none());
     }
 
     fn rule_name(i: usize) -> &'static str {
