@@ -253,15 +253,6 @@ fn finish(skaddr: u64, mut c: Conn, ts_unix_ns: u64, out: &mut Vec<Observed>) {
     };
     c.inspector.finish(&mut emit);
     if let Some(mut inner) = c.inner {
-        // HTTP/2 inside TLS is h2, not h2c.
-        inner.finish(&mut |fact| {
-            emit(match fact {
-                WireFact::Http(mut t) if t.protocol == "h2c" => {
-                    t.protocol = "h2".into();
-                    WireFact::Http(t)
-                }
-                other => other,
-            });
-        });
+        inner.finish_inside_tls(&mut emit);
     }
 }

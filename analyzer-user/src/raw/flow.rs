@@ -9,12 +9,12 @@ use std::{collections::BTreeMap, sync::Arc};
 use wire::packet::{Segment, TcpFlags};
 
 use super::{
-    h2c::{self, H2cDirection, H2cFact, H2cObserver, StreamView},
+    h2c::{self, H2cDirection, H2cFact, H2cObserver},
     http1::{Http1Fact, Http1Observer, Http1Side},
     reasm::{Chunk, ReasmConfig, StreamReassembler},
     tls::{TlsFact, TlsObserver, decrypt::TlsDecryptor, keylog::KeyLog},
 };
-use crate::event::wire_fact::{HttpTally, WireFact};
+use crate::event::wire_fact::WireFact;
 
 /// Inspection limits per connection.
 #[derive(Clone, Debug)]
@@ -174,6 +174,18 @@ struct Decrypted {
 }
 
 impl Decrypted {
+    fn new(keylog: Arc<KeyLog>) -> Self {
+        Self {
+            dec: TlsDecryptor::new(keylog),
+            inner: None,
+        }
+    }
+
+    /// Whether the client's ClientHello was seen (else nothing is TLS to decrypt).
+    fn saw_client_hello(&self) -> bool {
+        self.dec.saw_client_hello()
+    }
+
     /// Takes a chunk the outer observers just read; `tls`: what the TLS observer found
     /// so far (the hellos, needed before the records that follow them).
     fn take(
@@ -195,9 +207,7 @@ impl Decrypted {
         }
         let inner = &mut self.inner;
         self.dec.push(from_server, chunk, &mut |from_server, c| {
-            inner
-                .get_or_insert_with(|| Inspector::new(Inspect::default(), false))
-                .stream(from_server, c, emit);
+            feed(inner, from_server, c, emit)
         });
     }
 
@@ -205,11 +215,8 @@ impl Decrypted {
     /// then the inner inspection's facts, its HTTP/2 named `h2` (over TLS, not h2c).
     fn finish(&mut self, eof: [bool; 2], emit: &mut dyn FnMut(WireFact)) {
         let inner = &mut self.inner;
-        self.dec.finish(&mut |from_server, c| {
-            inner
-                .get_or_insert_with(|| Inspector::new(Inspect::default(), false))
-                .stream(from_server, c, emit);
-        });
+        self.dec
+            .finish(&mut |from_server, c| feed(inner, from_server, c, emit));
         let Some(inner) = self.inner.as_mut() else {
             return;
         };
@@ -218,27 +225,30 @@ impl Decrypted {
                 inner.end_of_stream(from_server);
             }
         }
-        inner.finish(&mut |fact| {
-            emit(match fact {
-                WireFact::Http(mut t) if t.protocol == "h2c" => {
-                    t.protocol = "h2".into();
-                    WireFact::Http(t)
-                }
-                other => other,
-            });
-        });
+        inner.finish_inside_tls(emit);
     }
+}
+
+/// Hands decrypted bytes to the inner inspection, begun with the first of them.
+fn feed(
+    inner: &mut Option<Inspector>,
+    from_server: bool,
+    c: Chunk<'_>,
+    emit: &mut dyn FnMut(WireFact),
+) {
+    inner
+        .get_or_insert_with(|| Inspector::new(Inspect::default(), false))
+        .stream(from_server, c, emit);
 }
 
 impl Inspector {
     pub fn new(cfg: Inspect, midstream: bool) -> Self {
         // Mid-stream, no ClientHello comes to find the keys by.
-        let decrypted = cfg.keylog.clone().filter(|_| !midstream).map(|k| {
-            Box::new(Decrypted {
-                dec: TlsDecryptor::new(k),
-                inner: None,
-            })
-        });
+        let decrypted = cfg
+            .keylog
+            .clone()
+            .filter(|_| !midstream)
+            .map(|k| Box::new(Decrypted::new(k)));
         Self {
             cfg,
             sides: [
@@ -367,6 +377,21 @@ impl Inspector {
         }
     }
 
+    /// [`Self::finish`] for the inspection of the plaintext inside TLS (a TLS library's
+    /// reads and writes, or records decrypted with a key log): its HTTP/2 is `h2`, not
+    /// h2c.
+    pub fn finish_inside_tls(&mut self, emit: &mut dyn FnMut(WireFact)) {
+        self.finish(&mut |fact| {
+            emit(match fact {
+                WireFact::Http(mut t) if t.protocol == "h2c" => {
+                    t.protocol = "h2".into();
+                    WireFact::Http(t)
+                }
+                other => other,
+            });
+        });
+    }
+
     /// At the end: holes that never filled are skipped, so what came after them is read,
     /// and bytes missing between the last delivered one and the FIN are a gap.
     fn flush(&mut self, from_server: bool, emit: &mut dyn FnMut(WireFact)) {
@@ -409,7 +434,7 @@ impl Inspector {
             && self
                 .decrypted
                 .as_ref()
-                .is_some_and(|p| !p.dec.saw_client_hello())
+                .is_some_and(|p| !p.saw_client_hello())
         {
             self.decrypted = None;
         }
@@ -607,98 +632,6 @@ impl Inspector {
         }
         None
     }
-
-    /// The HTTP/1.1 tally at the end, if the client sent a request. The last response
-    /// is judged by where the server's observer stands: mid-message is cut short; the
-    /// requests beyond the answered and the cut got not one byte. When the server's
-    /// side could not be followed to the end, nothing is called unanswered and the
-    /// tally is marked incomplete.
-    fn h1_tally(&self, emit: &mut dyn FnMut(WireFact)) -> Option<HttpTally> {
-        let n = &self.h1;
-        // A response answers a request even if the request's head was not read.
-        let requests = n.requests.max(n.responses);
-        if requests == 0 {
-            return None;
-        }
-        if let Some(what) = &n.server_not_http {
-            emit(WireFact::Malformed {
-                from_server: true,
-                protocol: "http/1.1".into(),
-                offset: 0,
-                what: format!("the answer to an HTTP/1.1 request is not HTTP/1.x: {what}"),
-            });
-        }
-        let server = self.sides[1].obs.h1.as_ref();
-        let followed = server.is_some() || n.switched;
-        let cut = u32::from(server.is_some_and(Http1Observer::mid_message));
-        let answered = n.answered.min(requests);
-        let unanswered = match followed {
-            true => requests.saturating_sub(answered).saturating_sub(cut),
-            false => 0,
-        };
-        Some(HttpTally {
-            protocol: "http/1.1".into(),
-            requests,
-            answered,
-            statuses: n.statuses.clone(),
-            cut_mid_answer: cut,
-            unanswered,
-            streams_reset: BTreeMap::new(),
-            incomplete: n.incomplete || !followed,
-            ..HttpTally::default()
-        })
-    }
-
-    /// The h2c tally at the end, from the streams each direction's observer saw: the
-    /// client's requests (odd streams it sent HEADERS on) judged by what the server sent
-    /// on each, with the status the server's observer read from each response's HPACK
-    /// header block. An answered stream whose status was lost with the HPACK state (a
-    /// block missed or not decodable) makes the tally incomplete: no status is guessed.
-    fn h2c_tally(&self) -> Option<HttpTally> {
-        let client = self.sides[0].obs.h2.as_ref().filter(|_| self.h2c)?;
-        let server = self.sides[1].obs.h2.as_ref();
-        let evicted = |o: Option<&H2cObserver>| o.is_some_and(|o| o.stats().streams_evicted > 0);
-        let mut t = HttpTally {
-            protocol: "h2c".into(),
-            incomplete: self.h2c_broken
-                || server.is_none()
-                || self.sides.iter().any(|s| s.obs.capped)
-                || evicted(Some(client))
-                || evicted(server),
-            ..HttpTally::default()
-        };
-        // RFC 9113 section 5.1.1: client-initiated streams have odd ids.
-        // Streams above a graceful GOAWAY's last_stream_id were never processed: a
-        // client retries them on another connection (RFC 9113 section 6.8); they are
-        // not this connection's requests.
-        let refused = server.and_then(H2cObserver::graceful_goaway);
-        for req in client.streams().filter(|v| {
-            v.stream_id % 2 == 1 && v.headers_frames > 0 && refused.is_none_or(|l| v.stream_id <= l)
-        }) {
-            t.requests = t.requests.saturating_add(1);
-            let Some(server) = server else { continue };
-            let answer = server.stream(req.stream_id);
-            if let Some(status) = answer.and_then(|v| v.status) {
-                *t.statuses.entry(status).or_default() += 1;
-            }
-            match answer {
-                Some(v) if v.end_stream => {
-                    t.answered += 1;
-                    t.incomplete |= v.status_lost;
-                }
-                Some(StreamView {
-                    reset: Some(code), ..
-                }) => *t.streams_reset.entry(code.to_string()).or_default() += 1,
-                // The client reset it before any answer: it gave up waiting. (An answer
-                // begun and then cut is judged by who cut it, below.)
-                None if req.reset.is_some() => t.client_cancelled += 1,
-                Some(_) => t.cut_mid_answer += 1,
-                None => t.unanswered += 1,
-            }
-        }
-        // Even with no request: the connection was HTTP/2, and nothing of it failed.
-        Some(t)
-    }
 }
 
 /// `TLS 1.2` for 0x0303 and so on.
@@ -712,6 +645,8 @@ fn version_name(v: u16) -> String {
         other => format!("0x{other:04x}"),
     }
 }
+
+mod tally;
 
 // The tests live in flow/tests.rs to keep each file short (STYLE.md).
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use wire::h2frame::{CLIENT_PREFACE, encode_frame as frame};
 
 use super::*;
+use crate::event::wire_fact::HttpTally;
 
 // The statuses of h2c answers, read through HPACK, have their own file.
 mod h2c_statuses;
